@@ -1,0 +1,35 @@
+# The two commands: `make bench` (the comparison benchmark) and `make test`.
+# Both bootstrap everything they need: .venv with the core and every backend
+# distribution under backends/ (editable), and the Debian packages for the
+# local servers (etcd-server, zookeeper, a Java runtime) when missing.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+BACKENDS := $(sort $(dir $(wildcard backends/*/pyproject.toml)))
+STAMP := $(VENV)/.installed
+PACKAGES := discovery $(BACKENDS)
+
+.PHONY: test bench lint setup system-packages clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard backends/*/pyproject.toml)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]' $(foreach b,$(BACKENDS),-e ./$(b))
+	@touch $@
+
+system-packages:
+	@scripts/install-system-packages.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict $(PACKAGES)
+
+test: setup system-packages lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) bench-report .pytest_cache .mypy_cache

@@ -1,0 +1,77 @@
+"""discovery: a service registry with complete watches on ZooKeeper, etcd or in memory.
+
+Pick the backend by URL alone (``memory://``, ``etcd://``, ``etcd2://``,
+``zookeeper://``); every backend keeps the same promises, above all that a
+watcher never silently misses an event::
+
+    import discovery
+
+    with discovery.connect("memory://") as reg:
+        lease = reg.register("buzz/buzzadmin/api", "host-1:8080", port=8080, ttl=10)
+        with reg.watch("buzz") as w:
+            print(w.snapshot)
+            ...
+"""
+
+from discovery._plugins import available_backends
+from discovery._registration import Registration
+from discovery._watch import Watch
+from discovery.capabilities import Capability
+from discovery.errors import (
+    AlreadyRegistered,
+    AuthenticationFailed,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    CapabilityMissing,
+    ConfigurationError,
+    DiscoveryError,
+    InvalidInput,
+    InvalidMeta,
+    InvalidName,
+    InvalidOption,
+    InvalidValue,
+    NotFound,
+    RegistryClosed,
+    UnknownBackend,
+    Unsupported,
+    WatchBroken,
+)
+from discovery.models import Event, EventKind, Health, Instance, Snapshot, StatusNode
+from discovery.registry import Registry, connect
+
+__all__ = [
+    "AlreadyRegistered",
+    "AuthenticationFailed",
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "Capability",
+    "CapabilityMissing",
+    "ConfigurationError",
+    "DiscoveryError",
+    "Event",
+    "EventKind",
+    "Health",
+    "Instance",
+    "InvalidInput",
+    "InvalidMeta",
+    "InvalidName",
+    "InvalidOption",
+    "InvalidValue",
+    "NotFound",
+    "Registration",
+    "Registry",
+    "RegistryClosed",
+    "SessionExpired",
+    "Snapshot",
+    "StatusNode",
+    "UnknownBackend",
+    "Unsupported",
+    "Watch",
+    "WatchBroken",
+    "available_backends",
+    "connect",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""Configuration: where the URL and options come from, and in which order.
+
+The URL is the first of: the ``url`` argument, ``$DISCOVERY_URL``, ``url`` in
+the ``[registry]`` table of the config file, ``memory://``. The config file
+is the ``config`` argument, else ``$DISCOVERY_CONFIG``, else ``./discovery.toml``
+when it exists. Options, lowest to highest precedence: defaults, the config
+file's ``[registry]`` table, the URL's query string, keyword arguments. An
+option neither the core nor the backend declares is an error naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from discovery._plugins import load_backend
+from discovery._validation import DEFAULT_META_LIMIT
+from discovery.backend import Backend, Option, Target
+from discovery.errors import ConfigurationError, InvalidOption
+
+DEFAULT_URL = "memory://"
+
+CORE_OPTIONS: Mapping[str, Option] = {
+    "default_ttl": Option(float, 10.0, "ttl in seconds of registrations that give none"),
+    "meta_limit": Option(int, DEFAULT_META_LIMIT, "largest encoded instance metadata, in bytes"),
+    "buffer_size": Option(int, 10_000, "events a watch buffers before a slow consumer gets a resync"),
+    "reconnect_timeout": Option(float, 30.0, "seconds a watch keeps trying to resume before it raises WatchBroken"),
+}
+"""Options every backend accepts."""
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The core's options, resolved."""
+
+    default_ttl: float
+    meta_limit: int
+    buffer_size: int
+    reconnect_timeout: float
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Everything :func:`discovery.connect` needs: the URL, the backend class, its target, the core settings."""
+
+    url: str
+    backend: type[Backend]
+    target: Target
+    settings: Settings
+
+
+def _convert(name: str, option: Option, value: object) -> object:
+    kind = option.kind
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() not in _TRUE | _FALSE:
+                    raise ValueError(text)
+                return text.lower() in _TRUE
+            return kind(text)
+        except ValueError:
+            raise InvalidOption(name, value, f"expected {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise InvalidOption(name, value, f"expected {kind.__name__}")
+    return value
+
+
+def _read_config(path: Path | None) -> dict[str, object]:
+    explicit = path is not None or "DISCOVERY_CONFIG" in os.environ
+    if path is None:
+        path = Path(os.environ.get("DISCOVERY_CONFIG", "discovery.toml"))
+    if not path.exists():
+        if explicit:
+            raise ConfigurationError(f"config file {str(path)!r} does not exist")
+        return {}
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"config file {str(path)!r}: {exc}") from exc
+    table = document.get("registry", {})
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"config file {str(path)!r}: [registry] must be a table")
+    return dict(table)
+
+
+def _parse_hosts(netloc: str, default_port: int, url: str) -> tuple[tuple[str, int], ...]:
+    hosts: list[tuple[str, int]] = []
+    for part in filter(None, netloc.split(",")):
+        host, port = part, default_port
+        if part.startswith("["):
+            host, _, rest = part[1:].partition("]")
+            if rest.startswith(":"):
+                port = _port(rest[1:], url)
+        elif ":" in part:
+            host, _, text = part.rpartition(":")
+            port = _port(text, url)
+        hosts.append((host, port))
+    return tuple(hosts)
+
+
+def _port(text: str, url: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise InvalidOption("url", url, f"bad port {text!r}")
+    return int(text)
+
+
+def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Mapping[str, object]) -> Resolved:
+    """Resolve the URL, backend and options from arguments, environment and config file.
+
+    Raises:
+        ConfigurationError: a missing or unreadable config file.
+        UnknownBackend: no installed backend serves the scheme.
+        InvalidOption: a bad URL, an unknown option or a value of the wrong type.
+    """
+    file_options = _read_config(Path(config) if config is not None else None)
+    file_url = file_options.pop("url", None)
+    chosen = url or os.environ.get("DISCOVERY_URL") or file_url or DEFAULT_URL
+    if not isinstance(chosen, str):
+        raise InvalidOption("url", chosen, "must be a string")
+    parts = urllib.parse.urlsplit(chosen)
+    if not parts.scheme or "://" not in chosen:
+        raise InvalidOption(
+            "url", chosen, "expected scheme://host[:port][,host...]/root, e.g. etcd://127.0.0.1:2379/services"
+        )
+    backend = load_backend(parts.scheme.lower())
+    try:
+        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+    except ValueError as exc:
+        raise InvalidOption("url", chosen, f"bad query string: {exc}") from None
+    merged: dict[str, object] = {**file_options, **query, **options}
+    known = {**CORE_OPTIONS, **backend.options}
+    values: dict[str, object] = {name: option.default for name, option in known.items()}
+    for name, value in merged.items():
+        if name not in known:
+            raise InvalidOption(
+                name, value, f"unknown option for backend {backend.name!r}; known: {', '.join(sorted(known))}"
+            )
+        values[name] = _convert(name, known[name], value)
+    hosts = _parse_hosts(parts.netloc, backend.default_port, chosen)
+    if backend.default_port and not hosts:
+        hosts = (("127.0.0.1", backend.default_port),)
+    root = "/" + parts.path.strip("/") if parts.path.strip("/") else ""
+    target = Target(parts.scheme.lower(), hosts, root, {n: values[n] for n in backend.options})
+    settings = Settings(**{n: values[n] for n in CORE_OPTIONS})  # type: ignore[arg-type]
+    for name in ("default_ttl", "reconnect_timeout"):
+        if float(getattr(settings, name)) <= 0:
+            raise InvalidOption(name, getattr(settings, name), "must be positive")
+    for name in ("meta_limit", "buffer_size"):
+        if int(getattr(settings, name)) < 1:
+            raise InvalidOption(name, getattr(settings, name), "must be at least 1")
+    return Resolved(chosen, backend, target, settings)

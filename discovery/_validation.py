@@ -1,0 +1,179 @@
+"""Input rules, checked before anything is written.
+
+Every public call validates its arguments here first, so a rejected call
+never touches the store. Each rule raises a specific
+:class:`~discovery.errors.InvalidInput` subclass naming the field, the value
+and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from discovery.errors import InvalidMeta, InvalidName, InvalidValue
+
+MAX_SEGMENT_LENGTH = 128
+MAX_DEPTH = 16
+MAX_ADDRESS_LENGTH = 255
+MIN_TTL = 0.1
+MAX_TTL = 86_400.0
+DEFAULT_META_LIMIT = 64 * 1024
+_PUNCTUATION = frozenset("._:@+=-~")
+
+
+def check_segment(field: str, value: str) -> None:
+    """Check one path segment or instance id.
+
+    Raises:
+        InvalidName: empty, too long, ``.``/``..``, a ``/``, a control or
+            space character, a character outside letters, digits and
+            ``._:@+=-~``, or a leading ``_`` (reserved for the registry).
+    """
+    if not isinstance(value, str):
+        raise InvalidName(field, value, "must be a string")
+    if not value:
+        raise InvalidName(field, value, "must not be empty")
+    if len(value) > MAX_SEGMENT_LENGTH:
+        raise InvalidName(field, value, f"longer than {MAX_SEGMENT_LENGTH} characters")
+    if "/" in value:
+        raise InvalidName(field, value, "must not contain '/'")
+    if value in (".", ".."):
+        raise InvalidName(field, value, "must not be '.' or '..'")
+    for char in value:
+        if not char.isprintable() or char.isspace():
+            raise InvalidName(field, value, f"contains control or space character {char!r}")
+        if not (char.isalnum() or char in _PUNCTUATION or char == "_"):
+            raise InvalidName(field, value, f"contains {char!r}; allowed: letters, digits and ._:@+=-~")
+    if value.startswith("_"):
+        raise InvalidName(field, value, "names starting with '_' are reserved for the registry")
+
+
+def check_service(value: str, field: str = "service") -> str:
+    """Check a service path like ``buzz/buzzadmin/api`` and return it.
+
+    Raises:
+        InvalidName: a bad segment, an empty or leading/trailing/double ``/``,
+            or more than 16 segments.
+    """
+    if not isinstance(value, str):
+        raise InvalidName(field, value, "must be a string")
+    if not value:
+        raise InvalidName(field, value, "must not be empty")
+    segments = value.split("/")
+    if len(segments) > MAX_DEPTH:
+        raise InvalidName(field, value, f"deeper than {MAX_DEPTH} segments")
+    for segment in segments:
+        if not segment:
+            raise InvalidName(field, value, "empty segment (leading, trailing or double '/')")
+        try:
+            check_segment(field, segment)
+        except InvalidName as exc:
+            raise InvalidName(field, value, f"segment {segment!r}: {exc.reason}") from None
+    return value
+
+
+def check_prefix(value: str) -> str:
+    """Check a watch/status prefix: ``""`` (everything) or a service path; surrounding ``/`` are dropped.
+
+    Raises:
+        InvalidName: as for a service path.
+    """
+    if not isinstance(value, str):
+        raise InvalidName("prefix", value, "must be a string")
+    stripped = value.strip("/")
+    return check_service(stripped, "prefix") if stripped else ""
+
+
+def check_instance_id(value: str) -> str:
+    """Check an instance id and return it.
+
+    Raises:
+        InvalidName: as for a path segment.
+    """
+    check_segment("instance_id", value)
+    return value
+
+
+def check_address(value: str | None) -> str | None:
+    """Check an address (host name or IP) and return it.
+
+    Raises:
+        InvalidValue: not a string, empty, too long, or with spaces or control characters.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidValue("address", value, "must be a non-empty string")
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise InvalidValue("address", value, f"longer than {MAX_ADDRESS_LENGTH} characters")
+    if any(not c.isprintable() or c.isspace() for c in value):
+        raise InvalidValue("address", value, "contains control or space characters")
+    return value
+
+
+def check_port(value: int | None) -> int | None:
+    """Check a TCP port and return it.
+
+    Raises:
+        InvalidValue: not an integer in 1..65535.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue("port", value, "must be an integer")
+    if not 1 <= value <= 65535:
+        raise InvalidValue("port", value, "must be in 1..65535")
+    return value
+
+
+def check_ttl(value: float, minimum: float = MIN_TTL) -> float:
+    """Check a ttl in seconds and return it as a float.
+
+    Raises:
+        InvalidValue: not a finite number in ``minimum``..86400.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidValue("ttl", value, "must be a finite number of seconds")
+    low = max(minimum, MIN_TTL)
+    if not low <= value <= MAX_TTL:
+        raise InvalidValue("ttl", value, f"must be in {low:g}..{MAX_TTL:g} seconds for this backend")
+    return float(value)
+
+
+def check_min_instances(value: int) -> int:
+    """Check a service definition's minimum and return it.
+
+    Raises:
+        InvalidValue: not an integer in 0..1000000.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        raise InvalidValue("min_instances", value, "must be an integer in 0..1000000")
+    return value
+
+
+def check_meta(value: Mapping[str, Any] | None, limit: int) -> dict[str, Any]:
+    """Check metadata and return a plain copy.
+
+    Raises:
+        InvalidMeta: not a mapping with string keys, not JSON-serializable,
+            or larger than ``limit`` bytes encoded.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidMeta("meta", value, "must be a mapping of strings to JSON values")
+    for key in value:
+        if not isinstance(key, str):
+            raise InvalidMeta("meta", value, f"key {key!r} is not a string")
+    try:
+        encoded = json.dumps(dict(value), allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidMeta("meta", value, f"not JSON-serializable: {exc}") from None
+    size = len(encoded.encode())
+    if size > limit:
+        raise InvalidMeta("meta", value, f"{size} bytes encoded, above the limit of {limit}")
+    result: dict[str, Any] = json.loads(encoded)
+    return result

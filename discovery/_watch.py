@@ -1,0 +1,420 @@
+"""The watch engine: list + watch + resync, built once for every backend.
+
+A :class:`Watch` opens the backend's raw stream "from now", then lists, so
+the two overlap and nothing falls between them; the listing becomes
+``w.snapshot``. A pump thread turns raw batches into events against a model
+of what the consumer has seen (per key: create revision, modify revision,
+instance), which drops duplicates and stale changes from the overlap. When
+the stream reports a :class:`~discovery.backend.Gap` (compaction, history
+window, connection loss), when the bounded buffer overflows because the
+consumer is slow, or when a broken stream cannot resume, the engine opens a
+new stream, lists again and emits the difference per key as ordinary events
+flagged ``resync=True``: unchanged keys emit nothing, a deleted and
+re-created key emits REMOVED then ADDED. A stream that cannot be reopened
+within ``reconnect_timeout`` is raised to the consumer as
+:class:`~discovery.errors.WatchBroken`; the watch never ends silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TypeVar
+
+from discovery._codec import decode_instance, key_prefix, parse_key
+from discovery.backend import Backend, Batch, Change, ChangeKind, ChangeStream, Gap, Listing
+from discovery.capabilities import Capability
+from discovery.errors import BackendError, DiscoveryError, RegistryClosed, WatchBroken
+from discovery.models import Event, EventKind, Instance, Snapshot
+
+_log = logging.getLogger("discovery.watch")
+_T = TypeVar("_T")
+
+_POLL_SECONDS = 0.25
+_RETRY_FIRST_SECONDS = 0.05
+_RETRY_MAX_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the consumer knows of one key."""
+
+    create_revision: int
+    mod_revision: int
+    instance: Instance
+
+
+def _known_from_listing(listing: Listing) -> dict[str, _Known]:
+    known: dict[str, _Known] = {}
+    for record in listing.records:
+        parsed = parse_key(record.key)
+        if parsed is None or parsed.is_definition:
+            continue
+        instance = decode_instance(parsed.service, parsed.name, record.value, record.mod_revision)
+        known[record.key] = _Known(record.create_revision, record.mod_revision, instance)
+    return known
+
+
+def snapshot_of(listing: Listing) -> Snapshot:
+    """The snapshot of the instances in a listing."""
+    instances = sorted((k.instance for k in _known_from_listing(listing).values()), key=lambda i: (i.service, i.id))
+    return Snapshot(listing.revision, tuple(instances))
+
+
+class Watch:
+    """Every change to the instances under a prefix, after :attr:`snapshot`, in order.
+
+    Iterate it (blocking), or poll with :meth:`get`. Close it, or use it as a
+    context manager. Created by :meth:`discovery.Registry.watch`.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        prefix: str,
+        *,
+        buffer_size: int,
+        reconnect_timeout: float,
+        since: int | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self._backend = backend
+        self._key_prefix = key_prefix(prefix)
+        self._buffer_size = buffer_size
+        self._reconnect_timeout = reconnect_timeout
+        self._atomic = Capability.ATOMIC_SNAPSHOT in backend.capabilities
+        self._every_change = Capability.INTERMEDIATE_VALUES in backend.capabilities
+        self._cond = threading.Condition()
+        self._buffer: collections.deque[Event] = collections.deque()
+        self._error: DiscoveryError | None = None
+        self._closed = False
+        self._emitted = 0
+        self._resyncs = 0
+        self._gap_reasons: list[str] = []
+        self._resync_requested: str | None = None
+        # Replay mode (``since``): the state at ``since`` is not known, so the
+        # model starts empty; a delete of a key never seen is still reported.
+        self._replay = since is not None
+        if since is None:
+            self._stream, listing = self._open()
+        else:
+            self._stream = backend.watch(self._key_prefix, since)
+            listing = Listing(since, ())
+        self._known = _known_from_listing(listing)
+        self._floor = listing.revision if self._atomic and not self._replay else 0
+        self._baseline = listing.revision
+        self._position = listing.revision
+        self._emitted = listing.revision
+        self.snapshot: Snapshot = snapshot_of(listing)
+        """The instances when the stream began (empty with ``since``); the events continue from it."""
+        self._thread = threading.Thread(target=self._pump, name=f"discovery-watch-{prefix or '/'}", daemon=True)
+        self._thread.start()
+
+    # -- consumer side -------------------------------------------------------
+
+    @property
+    def resyncs(self) -> int:
+        """How many times the watch re-listed to close a gap."""
+        return self._resyncs
+
+    @property
+    def gap_reasons(self) -> tuple[str, ...]:
+        """Why each resync happened (``compacted``, ``overflow``, ``connection-loss``...)."""
+        with self._cond:
+            return tuple(self._gap_reasons)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """Return the next event, waiting at most ``timeout`` seconds (None: forever).
+
+        Returns:
+            The next event, or None if none arrived in time.
+
+        Raises:
+            WatchBroken: the stream broke and could not be resumed.
+            RegistryClosed: the watch was closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._buffer:
+                if self._closed:
+                    raise RegistryClosed(f"watch on {self.prefix!r} is closed")
+                if self._error is not None:
+                    raise self._error
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            event = self._buffer.popleft()
+            if not self._buffer:
+                self._cond.notify_all()
+            return event
+
+    def get_batch(self, timeout: float | None = None) -> list[Event]:
+        """Return the events of the next revision together (empty if none arrived in time).
+
+        Raises:
+            WatchBroken: the stream broke and could not be resumed.
+            RegistryClosed: the watch was closed.
+        """
+        first = self.get(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        with self._cond:
+            while self._buffer and self._buffer[0].revision == first.revision:
+                batch.append(self._buffer.popleft())
+            if not self._buffer:
+                self._cond.notify_all()
+        return batch
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        try:
+            event = self.get()
+        except RegistryClosed:
+            raise StopIteration from None
+        assert event is not None
+        return event
+
+    def request_resync(self, reason: str = "requested") -> None:
+        """Re-list and emit the difference, as after a gap; nothing is emitted if nothing changed.
+
+        Useful as a periodic consistency check; the conformance suite uses it
+        to force gaps.
+        """
+        with self._cond:
+            self._resync_requested = reason
+
+    def close(self) -> None:
+        """Stop the watch and its stream. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._stream.close()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- pump side -----------------------------------------------------------
+
+    def _open(self) -> tuple[ChangeStream, Listing]:
+        """Open a stream from now, then list: the two overlap, nothing falls between."""
+        stream = self._backend.watch(self._key_prefix, None)
+        try:
+            listing = self._backend.list(self._key_prefix)
+        except BaseException:
+            stream.close()
+            raise
+        return stream, listing
+
+    def _pump(self) -> None:
+        try:
+            while not self._closed:
+                if self._resync_requested is not None:
+                    with self._cond:
+                        reason, self._resync_requested = self._resync_requested, None
+                    self._stream.close()
+                    self._resync(reason or "requested")
+                    continue
+                try:
+                    item = self._stream.next(_POLL_SECONDS)
+                except BackendError as exc:
+                    if self._closed:
+                        return
+                    _log.info("watch on %r: stream broke (%s), resuming", self.prefix, exc)
+                    self._stream.close()
+                    self._resume()
+                    continue
+                if item is None:
+                    continue
+                if isinstance(item, Gap):
+                    self._stream.close()
+                    self._resync(item.reason)
+                    continue
+                self._deliver(item)
+        except RegistryClosed:
+            pass
+        except DiscoveryError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug must reach the consumer, not end the thread silently
+            _log.exception("watch on %r failed", self.prefix)
+            self._fail(WatchBroken(self.prefix, f"internal error: {exc!r}"))
+        finally:
+            self._stream.close()
+
+    def _fail(self, error: DiscoveryError) -> None:
+        if not isinstance(error, WatchBroken):
+            broken = WatchBroken(self.prefix, str(error))
+            broken.__cause__ = error
+            error = broken
+        with self._cond:
+            self._error = error
+            self._cond.notify_all()
+        self._stream.close()
+
+    def _retrying(self, what: str, attempt: Callable[[], _T]) -> _T:
+        """Call ``attempt()`` until it succeeds or ``reconnect_timeout`` passes.
+
+        Raises:
+            WatchBroken: it kept failing for ``reconnect_timeout`` seconds.
+            RegistryClosed: the watch was closed meanwhile.
+        """
+        deadline = time.monotonic() + self._reconnect_timeout
+        delay = _RETRY_FIRST_SECONDS
+        while True:
+            if self._closed:
+                raise RegistryClosed("watch closed")
+            try:
+                return attempt()
+            except BackendError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise WatchBroken(self.prefix, f"{what} failed for {self._reconnect_timeout:g} s: {exc}") from exc
+                _log.info("watch on %r: %s failed (%s), retrying", self.prefix, what, exc)
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed, timeout=delay)
+            delay = min(delay * 2, _RETRY_MAX_SECONDS)
+
+    def _resume(self) -> None:
+        self._stream = self._retrying("resume", lambda: self._backend.watch(self._key_prefix, self._position))
+
+    def _resync(self, reason: str) -> None:
+        stream, listing = self._retrying("resync", self._open)
+        self._stream = stream
+        fresh = _known_from_listing(listing)
+        revision = max(self._emitted, listing.revision)
+        events: list[Event] = []
+        for key in sorted(self._known.keys() - fresh.keys()):
+            gone = self._known[key].instance
+            events.append(Event(EventKind.REMOVED, gone.service, gone.id, gone, revision, True))
+        for key in sorted(fresh):
+            new = fresh[key]
+            old_known = self._known.get(key)
+            instance = new.instance
+            if old_known is None:
+                events.append(Event(EventKind.ADDED, instance.service, instance.id, instance, revision, True))
+            elif old_known.create_revision != new.create_revision:
+                old = old_known.instance
+                events.append(Event(EventKind.REMOVED, old.service, old.id, old, revision, True))
+                events.append(Event(EventKind.ADDED, instance.service, instance.id, instance, revision, True))
+            elif old_known.mod_revision != new.mod_revision:
+                events.append(Event(EventKind.UPDATED, instance.service, instance.id, instance, revision, True))
+        self._known = fresh
+        self._replay = False
+        self._floor = listing.revision if self._atomic else 0
+        self._baseline = listing.revision
+        self._position = listing.revision
+        with self._cond:
+            self._resyncs += 1
+            self._gap_reasons.append(reason)
+            self._emitted = revision
+            self._buffer.extend(events)
+            self._cond.notify_all()
+        _log.info("watch on %r: resync after %s emitted %d events", self.prefix, reason, len(events))
+
+    def _missed_creation(self, change: Change, known: _Known | None) -> bool:
+        """Whether the stream provably skipped this key's creation.
+
+        A backend that delivers every change must have shown us the creation
+        of any key created after our last listing; an update to such a key we
+        do not know means the stream lost an event without reporting a gap.
+        """
+        return (
+            self._every_change
+            and not self._replay
+            and known is None
+            and self._baseline < change.create_revision < change.mod_revision
+        )
+
+    def _convert(self, batch: Batch) -> tuple[list[Event], dict[str, _Known | None]] | None:
+        """Turn a raw batch into events without touching the model; return the model's updates.
+
+        Returns None when the batch proves the stream lost a change.
+        """
+        updates: dict[str, _Known | None] = {}
+        events: list[Event] = []
+        for change in batch.changes:
+            if change.mod_revision <= self._floor:
+                continue
+            parsed = parse_key(change.key)
+            if parsed is None or parsed.is_definition:
+                continue
+            known = updates[change.key] if change.key in updates else self._known.get(change.key)
+            if known is not None and change.mod_revision <= known.mod_revision:
+                continue
+            revision = max(self._emitted, change.mod_revision)
+            if change.kind is ChangeKind.DELETE:
+                if known is None:
+                    if self._replay and change.key not in updates:
+                        events.append(
+                            Event(EventKind.REMOVED, parsed.service, parsed.name, None, revision, False, change.expired)
+                        )
+                        updates[change.key] = None
+                    continue
+                old = known.instance
+                events.append(Event(EventKind.REMOVED, old.service, old.id, old, revision, False, change.expired))
+                updates[change.key] = None
+                continue
+            if self._missed_creation(change, known):
+                return None
+            instance = decode_instance(parsed.service, parsed.name, change.value or b"", change.mod_revision)
+            create = change.create_revision or (known.create_revision if known else change.mod_revision)
+            if known is not None and create != known.create_revision:
+                old = known.instance
+                events.append(Event(EventKind.REMOVED, old.service, old.id, old, revision))
+                known = None
+            kind = EventKind.ADDED if known is None else EventKind.UPDATED
+            events.append(Event(kind, instance.service, instance.id, instance, revision))
+            updates[change.key] = _Known(create, change.mod_revision, instance)
+        return events, updates
+
+    def _deliver(self, batch: Batch) -> None:
+        converted = self._convert(batch)
+        if converted is None:
+            _log.warning("watch on %r: the stream skipped a change without a gap; resyncing", self.prefix)
+            self._stream.close()
+            self._resync("inconsistent-stream")
+            return
+        events, updates = converted
+        with self._cond:
+            overflow = bool(self._buffer) and len(self._buffer) + len(events) > self._buffer_size
+            if not overflow:
+                self._buffer.extend(events)
+                if events:
+                    self._emitted = max(self._emitted, events[-1].revision)
+                    self._cond.notify_all()
+        if overflow:
+            # The consumer is too slow: stop reading (no unbounded memory),
+            # wait until it has taken what is buffered, then re-list.
+            self._stream.close()
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or not self._buffer)
+            if not self._closed:
+                self._resync("overflow")
+            return
+        for key, known in updates.items():
+            if known is None:
+                self._known.pop(key, None)
+            else:
+                self._known[key] = known
+        self._position = max(self._position, batch.revision)

@@ -1,0 +1,337 @@
+"""The backend interface: the few primitives a store must offer.
+
+A backend is a key-value store seen through keys relative to the registry's
+root (``buzz/buzzadmin/api/host-1``), with revisions that only grow, sessions
+(leases) that keep keys alive, and a raw change stream that reports its own
+gaps. Everything the event contract promises (completeness, ordering, resync,
+convergence) is built once, in the core, on top of these primitives; a backend
+stays thin and never re-implements it. Third-party backends subclass
+:class:`Backend` and register an entry point in the ``discovery.backends``
+group whose name is the URL scheme.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from discovery.capabilities import Capability
+from discovery.errors import AlreadyRegistered, Unsupported
+
+__all__ = [
+    "Backend",
+    "Batch",
+    "Change",
+    "ChangeKind",
+    "ChangeStream",
+    "Gap",
+    "Listing",
+    "Option",
+    "Record",
+    "Session",
+    "Target",
+    "key_held",
+]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A backend option accepted from the URL query, config file or keywords.
+
+    Attributes:
+        kind: the value's type; strings from URLs and files are converted to it.
+        default: the value when none is given.
+        help: one line for docs and ``discovery backends``.
+    """
+
+    kind: type
+    default: object
+    help: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a backend connects: parsed from the URL, options already converted.
+
+    Attributes:
+        scheme: the URL scheme (the backend's plugin name).
+        hosts: ``(host, port)`` pairs, in the URL's order.
+        root: the key prefix all keys live under, like ``/services`` (``""`` for none).
+        options: every option the backend declares, with its value.
+    """
+
+    scheme: str
+    hosts: tuple[tuple[str, int], ...]
+    root: str
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored key, as a listing returns it.
+
+    Attributes:
+        key: the key relative to the root, ``/``-separated, no leading slash.
+        value: the raw stored bytes.
+        create_revision: the revision that created this incarnation of the key.
+        mod_revision: the revision of the key's last change.
+    """
+
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """All records under a prefix, read at one revision.
+
+    Attributes:
+        revision: the store's revision the listing reflects (at least the
+            largest ``mod_revision`` it holds).
+        records: the records, in any order.
+    """
+
+    revision: int
+    records: tuple[Record, ...]
+
+
+class ChangeKind(enum.Enum):
+    """What a raw change did to its key."""
+
+    PUT = "put"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One raw change to one key.
+
+    Attributes:
+        kind: put or delete.
+        key: the key relative to the root.
+        value: the new value for a put; None for a delete.
+        create_revision: the incarnation's create revision for a put (0 if unknown).
+        mod_revision: the revision of this change.
+        expired: for a delete, True if by expiry, False if explicit, None if unknown.
+    """
+
+    kind: ChangeKind
+    key: str
+    value: bytes | None
+    create_revision: int
+    mod_revision: int
+    expired: bool | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The changes of one revision (or of consecutive revisions delivered together), in commit order.
+
+    Attributes:
+        revision: the largest revision in the batch; a resume point.
+        changes: the changes, in commit order.
+    """
+
+    revision: int
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The stream cannot prove completeness from its position; it ends here.
+
+    Attributes:
+        reason: why, for logs and resync counters (``compacted``,
+            ``history-window``, ``connection-loss``, ``no-resume``...).
+    """
+
+    reason: str
+
+
+class ChangeStream(abc.ABC):
+    """A raw stream of changes under a prefix, opened by :meth:`Backend.watch`."""
+
+    @abc.abstractmethod
+    def next(self, timeout: float) -> Batch | Gap | None:
+        """Wait for the next item.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            A :class:`Batch` whose revision is above every earlier one; a
+            :class:`Gap`, after which the stream is finished; or None when
+            nothing arrived within ``timeout``.
+
+        Raises:
+            BackendError: the stream broke; the core reopens it from the last
+                batch's revision, or resyncs.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the stream and release its resources. Idempotent; never raises."""
+
+
+class Session(abc.ABC):
+    """A lease or session that keeps the keys put under it alive.
+
+    The backend keeps it alive in the background. When the server drops it
+    (lease expired, ZooKeeper session expired), the backend calls
+    :meth:`_set_alive` with False; the core then opens a new session and puts
+    its registrations again.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._alive = True
+        self._listeners: list[Callable[[bool], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    @abc.abstractmethod
+    def id(self) -> str:
+        """The server's id for the lease or session, as text."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the server still holds the session."""
+        return self._alive
+
+    def add_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(alive)`` from a background thread whenever liveness changes."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _set_alive(self, alive: bool) -> None:
+        with self._lock:
+            if alive == self._alive:
+                return
+            self._alive = alive
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(alive)
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the session: its keys are removed at once. Idempotent.
+
+        Raises:
+            BackendError: the server could not be told (the keys then expire
+                after the ttl).
+        """
+
+
+def key_held(key: str) -> AlreadyRegistered:
+    """Build the error for a key held by another live registrant."""
+    service, _, instance_id = key.rpartition("/")
+    return AlreadyRegistered(service, instance_id)
+
+
+class Backend(abc.ABC):
+    """A store the registry runs on. Subclasses declare what they can do.
+
+    Class attributes:
+        name: the plugin name, equal to the URL scheme.
+        capabilities: what the backend can do (see :class:`Capability`).
+        options: the options it accepts, beyond the core's.
+        default_port: the port used when the URL names a host without one.
+        min_ttl: the shortest ttl the server honours, in seconds.
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    options: ClassVar[Mapping[str, Option]] = {}
+    default_port: ClassVar[int] = 0
+    min_ttl: ClassVar[float] = 0.1
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Listing:
+        """Read every key under ``prefix`` (``""`` for all, else ending in ``/``).
+
+        Raises:
+            BackendError: the read failed.
+        """
+
+    @abc.abstractmethod
+    def watch(self, prefix: str, after_revision: int | None) -> ChangeStream:
+        """Open a raw change stream under ``prefix``.
+
+        Args:
+            prefix: as for :meth:`list`.
+            after_revision: deliver changes after this revision; None for
+                "from now". With None, the stream is established on the
+                server before this returns, so a listing read afterwards
+                overlaps it and nothing falls in between. A backend that
+                cannot resume from a past revision returns a stream whose
+                first item is a :class:`Gap`.
+
+        Raises:
+            BackendError: the stream could not be opened.
+        """
+
+    @abc.abstractmethod
+    def open_session(self, ttl: float) -> Session:
+        """Start a lease or session of about ``ttl`` seconds, kept alive in the background.
+
+        Raises:
+            BackendError: the server refused or could not be reached.
+        """
+
+    @abc.abstractmethod
+    def put(self, key: str, value: bytes, session: Session | None) -> int:
+        """Write a key and return the revision of the write.
+
+        Args:
+            key: the key relative to the root.
+            value: the bytes to store.
+            session: None for a persistent key (created or overwritten); else
+                the key is bound to the session: created if absent, replaced
+                if already bound to this same session.
+
+        Raises:
+            AlreadyRegistered: with a session, the key exists and is not bound
+                to it (build it with :func:`key_held`).
+            SessionExpired: the session no longer exists on the server.
+            BackendError: the write failed.
+        """
+
+    @abc.abstractmethod
+    def delete(self, key: str, session: Session | None = None) -> bool:
+        """Delete a key; with ``session``, only while it is bound to that session.
+
+        Returns:
+            Whether a key was deleted.
+
+        Raises:
+            BackendError: the delete failed.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and threads. Sessions are closed first by the core. Idempotent."""
+
+    def abandon(self) -> None:
+        """Stop keep-alives and drop connections without telling the server, as a crash would.
+
+        The server then expires this backend's sessions after their ttl. Used
+        by the conformance suite where a registrant cannot be a separate
+        process that is killed; optional.
+
+        Raises:
+            Unsupported: the backend cannot simulate a crash in-process.
+        """
+        raise Unsupported("abandon", self.name)
+
+    def server_version(self) -> str:
+        """The server's version, for reports; ``"unknown"`` when the backend cannot tell."""
+        return "unknown"

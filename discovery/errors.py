@@ -1,0 +1,215 @@
+"""The one exception hierarchy of discovery.
+
+Every error a caller can meet is a :class:`DiscoveryError`; backends translate
+their client library's exceptions at the boundary and chain the original
+(``raise BackendUnavailable(...) from exc``, kept on ``.orig`` as well), so a
+caller never has to catch a ``kazoo`` or ``etcd`` exception. Errors carry
+fields, not only text::
+
+    DiscoveryError
+    ├── ConfigurationError
+    │   ├── UnknownBackend          (scheme, installed, hint)
+    │   ├── InvalidOption           (option, value, reason)
+    │   └── CapabilityMissing       (backend, missing)
+    ├── InvalidInput                (field, value, reason)  also a ValueError
+    │   ├── InvalidName
+    │   ├── InvalidMeta
+    │   └── InvalidValue
+    ├── AlreadyRegistered           (service, instance_id)
+    ├── NotFound                    (service, instance_id)
+    ├── Unsupported                 (operation, backend)
+    ├── RegistryClosed
+    ├── WatchBroken                 (prefix, reason)
+    └── BackendError                (backend, orig)
+        ├── BackendUnavailable
+        ├── BackendTimeout
+        ├── AuthenticationFailed
+        └── SessionExpired
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class DiscoveryError(Exception):
+    """Root of every error raised by discovery and its backends."""
+
+
+class ConfigurationError(DiscoveryError):
+    """The registry could not be configured: bad URL, option or backend."""
+
+
+class UnknownBackend(ConfigurationError):
+    """No installed backend serves the URL scheme.
+
+    Attributes:
+        scheme: the scheme asked for.
+        installed: the schemes of the installed backends.
+        hint: the distribution that provides the backend, when known.
+    """
+
+    def __init__(self, scheme: str, installed: Iterable[str], hint: str | None = None) -> None:
+        self.scheme = scheme
+        self.installed = tuple(sorted(installed))
+        self.hint = hint
+        message = f"unknown backend scheme {scheme!r}; installed: {', '.join(self.installed) or 'none'}"
+        if hint:
+            message += f"; install {hint!r} to use it"
+        super().__init__(message)
+
+
+class InvalidOption(ConfigurationError):
+    """An option is unknown or its value cannot be used.
+
+    Attributes:
+        option: the option's name.
+        value: the value given.
+        reason: why it was refused.
+    """
+
+    def __init__(self, option: str, value: object, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"option {option!r}={value!r}: {reason}")
+
+
+class CapabilityMissing(ConfigurationError):
+    """The backend lacks a capability the caller required.
+
+    Attributes:
+        backend: the backend's name.
+        missing: the names of the missing capabilities.
+    """
+
+    def __init__(self, backend: str, missing: Iterable[str]) -> None:
+        self.backend = backend
+        self.missing = tuple(sorted(missing))
+        super().__init__(f"backend {backend!r} lacks required capabilities: {', '.join(self.missing)}")
+
+
+class InvalidInput(DiscoveryError, ValueError):
+    """An argument was refused before anything was written.
+
+    Attributes:
+        field: the argument's name (``service``, ``instance_id``, ``meta``, ``ttl``...).
+        value: the value given (shortened when long).
+        reason: why it was refused.
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"invalid {field} {shown}: {reason}")
+
+
+class InvalidName(InvalidInput):
+    """A service path or instance id breaks the naming rules."""
+
+
+class InvalidMeta(InvalidInput):
+    """Instance metadata is not a JSON object of bounded size."""
+
+
+class InvalidValue(InvalidInput):
+    """A scalar argument (ttl, port, address, min_instances...) is out of range."""
+
+
+class AlreadyRegistered(DiscoveryError):
+    """The instance id is held by another live registrant.
+
+    Attributes:
+        service: the service path.
+        instance_id: the instance id.
+    """
+
+    def __init__(self, service: str, instance_id: str) -> None:
+        self.service = service
+        self.instance_id = instance_id
+        super().__init__(f"instance {instance_id!r} of {service!r} is held by another live registrant")
+
+
+class NotFound(DiscoveryError):
+    """The service definition or instance does not exist.
+
+    Attributes:
+        service: the service path.
+        instance_id: the instance id, or None when a service definition was meant.
+    """
+
+    def __init__(self, service: str, instance_id: str | None = None) -> None:
+        self.service = service
+        self.instance_id = instance_id
+        what = f"instance {instance_id!r} of {service!r}" if instance_id else f"service definition {service!r}"
+        super().__init__(f"{what} not found")
+
+
+class Unsupported(DiscoveryError):
+    """The backend cannot perform this operation (see its capabilities).
+
+    Attributes:
+        operation: what was asked.
+        backend: the backend's name.
+    """
+
+    def __init__(self, operation: str, backend: str) -> None:
+        self.operation = operation
+        self.backend = backend
+        super().__init__(f"backend {backend!r} does not support {operation}")
+
+
+class RegistryClosed(DiscoveryError):
+    """The registry (or watch, or registration) was used after close()."""
+
+
+class WatchBroken(DiscoveryError):
+    """A watch stream broke and could not be resumed; raised to the consumer.
+
+    Attributes:
+        prefix: the watched prefix.
+        reason: what broke.
+    """
+
+    def __init__(self, prefix: str, reason: str) -> None:
+        self.prefix = prefix
+        self.reason = reason
+        super().__init__(f"watch on {prefix!r} broke: {reason}")
+
+
+class BackendError(DiscoveryError):
+    """The backend's server or client library failed.
+
+    Attributes:
+        backend: the backend's name.
+        orig: the original client exception, also chained as ``__cause__``.
+    """
+
+    def __init__(self, backend: str, message: str, orig: BaseException | None = None) -> None:
+        self.backend = backend
+        self.orig = orig
+        super().__init__(f"{backend}: {message}")
+
+
+class BackendUnavailable(BackendError):
+    """The server cannot be reached or the connection was lost."""
+
+
+class BackendTimeout(BackendError):
+    """The server did not answer in time."""
+
+
+class AuthenticationFailed(BackendError):
+    """The server refused the credentials or certificates."""
+
+
+class SessionExpired(BackendError):
+    """The lease or session a write was bound to no longer exists on the server.
+
+    The core reacts by opening a new session and writing its registrations
+    again; callers of the public API rarely see it.
+    """

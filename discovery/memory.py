@@ -1,0 +1,340 @@
+"""The in-memory backend (``memory://name``): the embedded default and the reference model.
+
+A thread-safe store with one global revision counter, sessions that really
+expire on a timer when their keep-alive stops, and a bounded history of
+revisions (``history_window``) so that watches falling behind it get a
+:class:`~discovery.backend.Gap`, exactly like etcd's compaction or v2's
+1000-event window. Stores are shared per name within one process:
+``memory://a`` in two registries is the same store; ``memory://`` is the
+store named ``default``. It tells an expiry from a delete and delivers every
+intermediate value, so it declares every capability.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from discovery.backend import (
+    Backend,
+    Batch,
+    Change,
+    ChangeKind,
+    ChangeStream,
+    Gap,
+    Listing,
+    Option,
+    Record,
+    Session,
+    Target,
+    key_held,
+)
+from discovery.capabilities import Capability
+from discovery.errors import BackendUnavailable, SessionExpired
+
+__all__ = ["MemoryBackend", "MemorySession", "MemoryStore"]
+
+
+@dataclass
+class _Entry:
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    session_id: str | None
+
+
+@dataclass
+class _Lease:
+    ttl: float
+    deadline: float
+    keys: set[str] = field(default_factory=set)
+
+
+class MemoryStore:
+    """One named store: keys, revisions, leases and a bounded history."""
+
+    def __init__(self, name: str, history_window: int) -> None:
+        self.name = name
+        self.condition = threading.Condition()
+        self.revision = 0
+        self.entries: dict[str, _Entry] = {}
+        self.history: collections.deque[Batch] = collections.deque(maxlen=history_window)
+        self.leases: dict[str, _Lease] = {}
+        self._lease_ids = itertools.count(1)
+        self._reaper: threading.Thread | None = None
+
+    def resize_history(self, history_window: int) -> None:
+        """Change the history window (the latest connect wins)."""
+        with self.condition:
+            if self.history.maxlen != history_window:
+                self.history = collections.deque(self.history, maxlen=history_window)
+
+    def commit(self, changes: list[Change]) -> int:
+        """Record changes already applied to ``entries`` as one revision. Caller holds the lock."""
+        self.history.append(Batch(self.revision, tuple(changes)))
+        self.condition.notify_all()
+        return self.revision
+
+    def oldest_revision(self) -> int:
+        """The first revision still in the history. Caller holds the lock."""
+        return self.history[0].revision if self.history else self.revision + 1
+
+    def grant(self, ttl: float) -> str:
+        """Create a lease and return its id."""
+        with self.condition:
+            lease_id = f"{next(self._lease_ids):x}"
+            self.leases[lease_id] = _Lease(ttl, time.monotonic() + ttl)
+            if self._reaper is None:
+                # One reaper per store, only while it has leases.
+                self._reaper = threading.Thread(target=self._reap, name=f"memory-reaper-{self.name}", daemon=True)
+                self._reaper.start()
+            self.condition.notify_all()
+            return lease_id
+
+    def keepalive(self, lease_id: str) -> bool:
+        """Push a lease's deadline; False if it is gone."""
+        with self.condition:
+            lease = self.leases.get(lease_id)
+            if lease is None:
+                return False
+            lease.deadline = time.monotonic() + lease.ttl
+            return True
+
+    def revoke(self, lease_id: str, expired: bool) -> None:
+        """End a lease and delete its keys in one revision."""
+        with self.condition:
+            lease = self.leases.pop(lease_id, None)
+            if lease is None or not lease.keys:
+                return
+            self.revision += 1
+            changes = []
+            for key in sorted(lease.keys):
+                del self.entries[key]
+                changes.append(Change(ChangeKind.DELETE, key, None, 0, self.revision, expired))
+            self.commit(changes)
+
+    def _reap(self) -> None:
+        with self.condition:
+            while self.leases:
+                now = time.monotonic()
+                due = [lease_id for lease_id, lease in self.leases.items() if lease.deadline <= now]
+                for lease_id in due:
+                    self.revoke(lease_id, expired=True)
+                next_deadline = min((lease.deadline for lease in self.leases.values()), default=now)
+                self.condition.wait(max(0.01, next_deadline - now))
+            self._reaper = None
+
+
+_stores_lock = threading.Lock()
+# A store lives as long as the process: two registries connected one after
+# the other to memory://a must see the same data.
+_stores: dict[str, MemoryStore] = {}
+
+
+def _store(name: str, history_window: int) -> MemoryStore:
+    with _stores_lock:
+        store = _stores.get(name)
+        if store is None:
+            store = MemoryStore(name, history_window)
+            _stores[name] = store
+        else:
+            store.resize_history(history_window)
+        return store
+
+
+class MemorySession(Session):
+    """A lease in a memory store, kept alive by a background thread."""
+
+    def __init__(self, store: MemoryStore, ttl: float) -> None:
+        super().__init__(ttl)
+        self._store = store
+        self._id = store.grant(ttl)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._keep_alive, name=f"memory-keepalive-{self._id}", daemon=True)
+        self._thread.start()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def _keep_alive(self) -> None:
+        while not self._stopped.wait(self.ttl / 3):
+            if not self._store.keepalive(self._id):
+                self._stopped.set()
+                self._set_alive(False)
+
+    def abandon(self) -> None:
+        """Stop the keep-alive without telling the store, as a crashed process would."""
+        self._stopped.set()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._store.revoke(self._id, expired=False)
+        self._set_alive(False)
+
+
+class _MemoryStream(ChangeStream):
+    def __init__(self, store: MemoryStore, prefix: str, next_revision: int) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._next = next_revision
+        self._closed = False
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        deadline = time.monotonic() + timeout
+        store = self._store
+        with store.condition:
+            while True:
+                if self._closed:
+                    raise BackendUnavailable("memory", "stream closed")
+                if self._next <= store.revision:
+                    oldest = store.oldest_revision()
+                    if self._next < oldest:
+                        self._closed = True
+                        return Gap("history-window")
+                    batch = store.history[self._next - oldest]
+                    self._next += 1
+                    changes = tuple(c for c in batch.changes if c.key.startswith(self._prefix))
+                    if changes:
+                        return Batch(batch.revision, changes)
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                store.condition.wait(remaining)
+
+    def close(self) -> None:
+        with self._store.condition:
+            self._closed = True
+            self._store.condition.notify_all()
+
+
+class MemoryBackend(Backend):
+    """The in-process store: ``memory://`` or ``memory://<name>?history_window=N``."""
+
+    name: ClassVar[str] = "memory"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+    options: ClassVar[Mapping[str, Option]] = {
+        "history_window": Option(int, 1000, "revisions kept for watches to resume from"),
+    }
+    default_port: ClassVar[int] = 0
+    min_ttl: ClassVar[float] = 0.1
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        name = target.hosts[0][0] if target.hosts else "default"
+        window = int(str(target.options.get("history_window", 1000)))
+        self.store = _store(name or "default", max(1, window))
+        self._root = target.root.strip("/")
+        self._sessions: list[MemorySession] = []
+
+    def _key(self, key: str) -> str:
+        return f"{self._root}/{key}" if self._root else key
+
+    def _relative(self, key: str) -> str:
+        return key[len(self._root) + 1 :] if self._root else key
+
+    def _full_prefix(self, prefix: str) -> str:
+        return f"{self._root}/{prefix}" if self._root else prefix
+
+    def list(self, prefix: str) -> Listing:
+        full = self._full_prefix(prefix)
+        with self.store.condition:
+            records = tuple(
+                Record(self._relative(key), entry.value, entry.create_revision, entry.mod_revision)
+                for key, entry in self.store.entries.items()
+                if key.startswith(full)
+            )
+            return Listing(self.store.revision, records)
+
+    def watch(self, prefix: str, after_revision: int | None) -> ChangeStream:
+        with self.store.condition:
+            start = self.store.revision + 1 if after_revision is None else after_revision + 1
+        return _RootedStream(_MemoryStream(self.store, self._full_prefix(prefix), start), self)
+
+    def open_session(self, ttl: float) -> Session:
+        session = MemorySession(self.store, ttl)
+        self._sessions.append(session)
+        return session
+
+    def put(self, key: str, value: bytes, session: Session | None) -> int:
+        full = self._key(key)
+        store = self.store
+        with store.condition:
+            entry = store.entries.get(full)
+            session_id = session.id if session is not None else None
+            if session_id is not None:
+                if session_id not in store.leases:
+                    raise SessionExpired("memory", f"lease {session_id} has expired")
+                if entry is not None and entry.session_id != session_id:
+                    raise key_held(key)
+            store.revision += 1
+            revision = store.revision
+            if entry is not None and entry.session_id is not None and entry.session_id != session_id:
+                store.leases[entry.session_id].keys.discard(full)
+            create = entry.create_revision if entry is not None else revision
+            store.entries[full] = _Entry(value, create, revision, session_id)
+            if session_id is not None:
+                store.leases[session_id].keys.add(full)
+            return store.commit([Change(ChangeKind.PUT, full, value, create, revision)])
+
+    def delete(self, key: str, session: Session | None = None) -> bool:
+        full = self._key(key)
+        store = self.store
+        with store.condition:
+            entry = store.entries.get(full)
+            if entry is None or (session is not None and entry.session_id != session.id):
+                return False
+            del store.entries[full]
+            if entry.session_id is not None and entry.session_id in store.leases:
+                store.leases[entry.session_id].keys.discard(full)
+            store.revision += 1
+            store.commit([Change(ChangeKind.DELETE, full, None, 0, store.revision, False)])
+            return True
+
+    def abandon(self) -> None:
+        """Stop every keep-alive without telling the store, as a crashed process would."""
+        for session in self._sessions:
+            session.abandon()
+
+    def expire_sessions(self) -> None:
+        """Expire every lease this backend opened, as a server dropping them would (fault injection)."""
+        for session in self._sessions:
+            self.store.revoke(session.id, expired=True)
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.abandon()
+        self._sessions.clear()
+
+    def server_version(self) -> str:
+        return "in-process"
+
+
+class _RootedStream(ChangeStream):
+    """Maps a store stream's full keys back to keys relative to the backend's root."""
+
+    def __init__(self, inner: _MemoryStream, backend: MemoryBackend) -> None:
+        self._inner = inner
+        self._backend = backend
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        item = self._inner.next(timeout)
+        if not isinstance(item, Batch):
+            return item
+        relative = self._backend._relative
+        return Batch(
+            item.revision,
+            tuple(
+                Change(c.kind, relative(c.key), c.value, c.create_revision, c.mod_revision, c.expired)
+                for c in item.changes
+            ),
+        )
+
+    def close(self) -> None:
+        self._inner.close()

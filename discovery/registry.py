@@ -1,0 +1,439 @@
+"""The registry: the user-facing API over one backend.
+
+:func:`connect` resolves the URL and options (see :mod:`discovery._config`),
+loads the backend plugin for the scheme and returns a :class:`Registry`.
+Every call validates its input before touching the store. Registrations
+share one session (lease) per ttl; a keeper thread re-creates them after the
+server drops a session. Watches are built by the core's watch engine, so
+every backend keeps the same event contract.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from discovery._codec import (
+    decode_min_instances,
+    definition_key,
+    encode_definition,
+    instance_key,
+    key_prefix,
+    parse_key,
+)
+from discovery._config import Settings, resolve
+from discovery._registration import Registration
+from discovery._status import build_status
+from discovery._validation import (
+    check_address,
+    check_instance_id,
+    check_meta,
+    check_min_instances,
+    check_port,
+    check_prefix,
+    check_service,
+    check_ttl,
+)
+from discovery._watch import Watch, snapshot_of
+from discovery.backend import Backend, Session
+from discovery.capabilities import Capability
+from discovery.errors import (
+    AlreadyRegistered,
+    BackendError,
+    CapabilityMissing,
+    InvalidOption,
+    InvalidValue,
+    NotFound,
+    RegistryClosed,
+    SessionExpired,
+)
+from discovery.models import Instance, Snapshot, StatusNode
+
+_log = logging.getLogger("discovery.registry")
+_KEEPER_RETRY_SECONDS = 0.2
+
+
+def connect(
+    url: str | None = None,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    require: Iterable[Capability | str] = (),
+    **options: object,
+) -> Registry:
+    """Connect to a registry.
+
+    Args:
+        url: ``memory://``, ``etcd://h1:2379,h2:2379/root``, ``etcd2://...``,
+            ``zookeeper://...`` (alias ``zk://``). Default: ``$DISCOVERY_URL``,
+            else ``url`` in the config file's ``[registry]`` table, else ``memory://``.
+        config: the config file; default ``$DISCOVERY_CONFIG``, else ``./discovery.toml`` if present.
+        require: capabilities the backend must have.
+        **options: core and backend options; they win over the URL's query
+            string, which wins over the config file.
+
+    Returns:
+        A connected registry (a context manager).
+
+    Raises:
+        UnknownBackend: no installed backend serves the scheme.
+        InvalidOption: an unknown option or a bad value.
+        CapabilityMissing: the backend lacks a required capability.
+        ConfigurationError: the config file is missing or unreadable.
+        BackendError: the server could not be reached.
+    """
+    resolved = resolve(url, config, options)
+    wanted = set()
+    for item in require:
+        try:
+            wanted.add(item if isinstance(item, Capability) else Capability(item))
+        except ValueError:
+            raise InvalidOption(
+                "require", item, f"unknown capability; known: {[c.value for c in Capability]}"
+            ) from None
+    missing = wanted - resolved.backend.capabilities
+    if missing:
+        raise CapabilityMissing(resolved.backend.name, (c.value for c in missing))
+    backend = resolved.backend(resolved.target)
+    return Registry(backend, resolved.url, resolved.settings)
+
+
+class Registry:
+    """A connected service registry. Use :func:`connect` to make one."""
+
+    def __init__(self, backend: Backend, url: str, settings: Settings) -> None:
+        self.backend = backend
+        self.url = url
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._sessions: dict[float, Session] = {}
+        self._registrations: dict[str, Registration] = {}
+        self._watches: list[Watch] = []
+        self._closed = False
+        self._wake = threading.Condition(self._lock)
+        self._keeper: threading.Thread | None = None
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What the backend can do."""
+        return self.backend.capabilities
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RegistryClosed("registry is closed")
+
+    # -- service definitions -------------------------------------------------
+
+    def define(self, service: str, min_instances: int = 1) -> None:
+        """Declare a service and how many instances it needs to be up. Persistent.
+
+        Raises:
+            InvalidName: bad service path.
+            InvalidValue: bad ``min_instances``.
+            BackendError: the write failed.
+        """
+        check_service(service)
+        check_min_instances(min_instances)
+        self._check_open()
+        self.backend.put(definition_key(service), encode_definition(min_instances), None)
+
+    def undefine(self, service: str) -> None:
+        """Remove a service definition (its instances stay).
+
+        Raises:
+            InvalidName: bad service path.
+            NotFound: the service is not defined.
+            BackendError: the delete failed.
+        """
+        check_service(service)
+        self._check_open()
+        if not self.backend.delete(definition_key(service)):
+            raise NotFound(service)
+
+    def definitions(self, prefix: str = "") -> dict[str, int]:
+        """The defined services under ``prefix`` and their ``min_instances``.
+
+        Raises:
+            InvalidName: bad prefix.
+            BackendError: the read failed.
+        """
+        prefix = check_prefix(prefix)
+        self._check_open()
+        return {
+            parsed.service: decode_min_instances(record.value)
+            for record in self.backend.list(key_prefix(prefix)).records
+            if (parsed := parse_key(record.key)) is not None and parsed.is_definition
+        }
+
+    # -- registrations -------------------------------------------------------
+
+    def register(
+        self,
+        service: str,
+        instance_id: str,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> Registration:
+        """Register a live instance, kept alive in the background until closed.
+
+        Registering an id this registry already holds replaces its data.
+
+        Args:
+            service: the service path, like ``buzz/buzzadmin/api``.
+            instance_id: unique within the service, like ``host-1:8080``.
+            address: where it listens.
+            port: its port, 1..65535.
+            meta: JSON metadata, at most ``meta_limit`` bytes encoded.
+            ttl: seconds after which the instance expires if this process
+                dies (default: the ``default_ttl`` option).
+
+        Returns:
+            The registration (a context manager; ``close()`` deregisters).
+
+        Raises:
+            InvalidName: bad service path or instance id.
+            InvalidMeta: bad metadata.
+            InvalidValue: bad address, port or ttl.
+            AlreadyRegistered: another live registrant holds this id.
+            BackendError: the write failed.
+        """
+        check_service(service)
+        check_instance_id(instance_id)
+        check_address(address)
+        check_port(port)
+        clean_meta = check_meta(meta, self.settings.meta_limit)
+        ttl = check_ttl(self.settings.default_ttl if ttl is None else ttl, self.backend.min_ttl)
+        with self._lock:
+            self._check_open()
+            existing = self._registrations.get(instance_key(service, instance_id))
+            if existing is not None and existing.ttl == ttl:
+                existing.update(meta=clean_meta, address=address, port=port)
+                return existing
+            if existing is not None:
+                existing.close()
+            registration = Registration(self, service, instance_id, address, port, clean_meta, ttl)
+            with registration._lock:
+                try:
+                    registration._write(self._session(ttl))
+                except SessionExpired:
+                    # The cached session died behind our back: mark it, retry once on a new one.
+                    self._sessions[ttl]._set_alive(False)
+                    registration._write(self._session(ttl))
+            self._registrations[registration.key] = registration
+            self._start_keeper()
+            return registration
+
+    def deregister(self, service: str, instance_id: str) -> None:
+        """Remove an instance now, whoever registered it.
+
+        Raises:
+            InvalidName: bad service path or instance id.
+            NotFound: no such instance.
+            BackendError: the delete failed.
+        """
+        check_service(service)
+        check_instance_id(instance_id)
+        self._check_open()
+        key = instance_key(service, instance_id)
+        with self._lock:
+            registration = self._registrations.get(key)
+        if registration is not None:
+            registration.close()
+            return
+        if not self.backend.delete(key):
+            raise NotFound(service, instance_id)
+
+    def registrations(self) -> list[Registration]:
+        """The registrations this registry keeps alive."""
+        with self._lock:
+            return list(self._registrations.values())
+
+    @property
+    def sessions(self) -> tuple[Session, ...]:
+        """The sessions (leases) this registry holds, one per ttl in use."""
+        with self._lock:
+            return tuple(self._sessions.values())
+
+    def _forget(self, registration: Registration) -> None:
+        with self._lock:
+            if self._registrations.get(registration.key) is registration:
+                del self._registrations[registration.key]
+
+    def _session(self, ttl: float) -> Session:
+        """The live session for ``ttl``, opened if needed. Caller holds the lock."""
+        session = self._sessions.get(ttl)
+        if session is None or not session.alive:
+            session = self.backend.open_session(ttl)
+            session.add_listener(functools.partial(self._session_changed, session))
+            self._sessions[ttl] = session
+        return session
+
+    def _session_changed(self, session: Session, alive: bool) -> None:
+        if alive:
+            return
+        with self._lock:
+            affected = list(self._registrations.values())
+        for registration in affected:
+            registration._session_lost(session)
+        with self._wake:
+            self._wake.notify_all()
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, name="discovery-keeper", daemon=True)
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        """Re-create registrations whose session the server dropped, with their latest data."""
+        while True:
+            with self._wake:
+                if self._closed:
+                    return
+                lost = [r for r in self._registrations.values() if not r.alive and not r.closed]
+                if not lost:
+                    self._wake.wait(1.0)
+                    continue
+            for registration in lost:
+                try:
+                    with self._lock, registration._lock:
+                        if registration.closed or registration.alive or self._closed:
+                            continue
+                        registration._write(self._session(registration.ttl))
+                    _log.info("re-registered %s", registration.key)
+                except AlreadyRegistered:
+                    _log.warning("cannot re-register %s: held by another registrant", registration.key)
+                except SessionExpired:
+                    self._sessions[registration.ttl]._set_alive(False)
+                except BackendError as exc:
+                    _log.info("re-registering %s failed: %s", registration.key, exc)
+            with self._wake:
+                if not self._closed:
+                    self._wake.wait(_KEEPER_RETRY_SECONDS)
+
+    # -- reads ---------------------------------------------------------------
+
+    def instances(self, service: str) -> list[Instance]:
+        """The live instances of exactly this service, sorted by id.
+
+        Raises:
+            InvalidName: bad service path.
+            BackendError: the read failed.
+        """
+        check_service(service)
+        self._check_open()
+        return [i for i in self.snapshot(service).instances if i.service == service]
+
+    def snapshot(self, prefix: str = "") -> Snapshot:
+        """Every instance under ``prefix`` (``""`` for all) at one revision.
+
+        Raises:
+            InvalidName: bad prefix.
+            BackendError: the read failed.
+        """
+        prefix = check_prefix(prefix)
+        self._check_open()
+        return snapshot_of(self.backend.list(key_prefix(prefix)))
+
+    def status(self, prefix: str = "") -> StatusNode:
+        """The monitoring view of the hierarchy under ``prefix``: up, degraded or down.
+
+        Raises:
+            InvalidName: bad prefix.
+            BackendError: the read failed.
+        """
+        prefix = check_prefix(prefix)
+        self._check_open()
+        top = prefix.split("/", 1)[0]
+        counts: dict[str, int] = {}
+        definitions: dict[str, int] = {}
+        for record in self.backend.list(key_prefix(top)).records:
+            parsed = parse_key(record.key)
+            if parsed is None:
+                continue
+            if parsed.is_definition:
+                definitions[parsed.service] = decode_min_instances(record.value)
+            else:
+                counts[parsed.service] = counts.get(parsed.service, 0) + 1
+        return build_status(prefix, counts, definitions)
+
+    def watch(self, prefix: str = "", *, since: int | None = None, buffer_size: int | None = None) -> Watch:
+        """Watch every change to the instances under ``prefix``.
+
+        ``w.snapshot`` holds the instances when the stream began; iterating
+        ``w`` yields every change after it, in order, none silently lost.
+
+        Args:
+            prefix: a service path, or ``""`` for everything.
+            since: replay the changes after this past revision instead of
+                starting from a listing. ``w.snapshot`` is then empty, an
+                instance first seen is ADDED (even if it existed before
+                ``since``), and a removal of one never seen carries
+                ``instance=None``. Where the backend's history no longer
+                reaches ``since`` (or it cannot resume, see
+                ``Capability.RESUME_FROM_REVISION``), the watch re-lists and
+                emits the current instances flagged ``resync=True``.
+            buffer_size: events buffered before a slow consumer gets a
+                resync (default: the ``buffer_size`` option).
+
+        Raises:
+            InvalidName: bad prefix.
+            InvalidValue: bad buffer size.
+            BackendError: the stream could not be opened.
+        """
+        prefix = check_prefix(prefix)
+        size = self.settings.buffer_size if buffer_size is None else buffer_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidValue("buffer_size", size, "must be a positive integer")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+            raise InvalidValue("since", since, "must be a revision, an integer >= 0")
+        self._check_open()
+        watch = Watch(
+            self.backend, prefix, buffer_size=size, reconnect_timeout=self.settings.reconnect_timeout, since=since
+        )
+        with self._lock:
+            self._watches = [w for w in self._watches if not w.closed]
+            self._watches.append(watch)
+        return watch
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close watches, deregister every registration at once, release the backend. Idempotent."""
+        with self._wake:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify_all()
+            watches, self._watches = self._watches, []
+            sessions = list(self._sessions.values())
+            registrations = list(self._registrations.values())
+            self._registrations.clear()
+        for watch in watches:
+            watch.close()
+        for registration in registrations:
+            registration._closed = True
+            registration._set_alive(False)
+        for session in sessions:
+            try:
+                session.close()
+            except BackendError as exc:
+                _log.warning("could not end session %s: %s", session.id, exc)
+        self.backend.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Registry {self.url!r} backend={self.backend.name}>"

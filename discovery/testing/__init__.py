@@ -1,0 +1,1 @@
+"""Conformance suite and test helpers for discovery backends."""

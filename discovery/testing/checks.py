@@ -1,0 +1,109 @@
+"""Assertions over event streams, shared by the conformance suite and the benchmark.
+
+They state the event contract in code: ``collect`` drains a watch until a
+condition holds, ``wait_converged`` proves that the snapshot plus the events
+equals the store, ``assert_ordered`` that revisions never decrease, and
+``kinds_by_instance`` gives the per-instance history to compare with the
+real one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from discovery import Event, EventKind, Registry, Snapshot, Watch
+
+
+def collect(
+    watch: Watch,
+    until: Callable[[list[Event]], bool],
+    timeout: float,
+    events: list[Event] | None = None,
+    message: str = "",
+) -> list[Event]:
+    """Read events into ``events`` until ``until(events)`` holds.
+
+    Raises:
+        AssertionError: the condition did not hold within ``timeout`` seconds.
+    """
+    events = [] if events is None else events
+    deadline = time.monotonic() + timeout
+    while not until(events):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(
+                f"{message or 'condition'} not met in {timeout:g} s; {len(events)} events: {events[-5:]}"
+            )
+        event = watch.get(min(remaining, 0.5))
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def drain(watch: Watch, quiet: float = 0.3) -> list[Event]:
+    """Read events until none arrives for ``quiet`` seconds."""
+    events: list[Event] = []
+    while (event := watch.get(quiet)) is not None:
+        events.append(event)
+    return events
+
+
+def state(snapshot: Snapshot) -> dict[str, tuple[str | None, int | None, dict[str, object]]]:
+    """The instances of a snapshot by path, without revisions: what convergence compares."""
+    return {path: (i.address, i.port, dict(i.meta)) for path, i in snapshot.by_path().items()}
+
+
+def wait_converged(
+    watch: Watch,
+    registry: Registry,
+    events: list[Event],
+    timeout: float,
+    prefix: str | None = None,
+    quiet: float = 0.3,
+) -> list[Event]:
+    """Read events into ``events`` until snapshot + events equals the store; return them.
+
+    Each comparison follows a ``quiet`` period in which no event arrived, so
+    a comparison never passes while events are still pending.
+
+    Raises:
+        AssertionError: no convergence within ``timeout`` seconds, or an
+            event that does not fit the state (ValueError from ``apply``).
+    """
+    prefix = watch.prefix if prefix is None else prefix
+    deadline = time.monotonic() + timeout
+    while True:
+        events.extend(drain(watch, quiet))
+        applied = watch.snapshot.apply(events)
+        current = registry.snapshot(prefix)
+        if state(applied) == state(current):
+            return events
+        if time.monotonic() > deadline:
+            missing = set(state(current)) ^ set(state(applied))
+            raise AssertionError(f"watch did not converge in {timeout:g} s; differing paths: {sorted(missing)[:10]}")
+
+
+def assert_ordered(events: Iterable[Event]) -> None:
+    """Revisions never decrease along the stream.
+
+    Raises:
+        AssertionError: a revision went down.
+    """
+    last = -1
+    for event in events:
+        assert event.revision >= last, f"revision went down: {last} then {event}"
+        last = event.revision
+
+
+def kinds_by_instance(events: Iterable[Event]) -> dict[str, list[EventKind]]:
+    """Each instance's event kinds, in stream order."""
+    history: dict[str, list[EventKind]] = {}
+    for event in events:
+        history.setdefault(f"{event.service}/{event.instance_id}", []).append(event.kind)
+    return history
+
+
+def count(events: Iterable[Event], kind: EventKind) -> int:
+    """How many events of ``kind``."""
+    return sum(1 for event in events if event.kind is kind)

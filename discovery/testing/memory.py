@@ -1,0 +1,26 @@
+"""Conformance fixtures for the in-memory backend: a fresh named store per test."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from discovery import Registry
+from discovery.memory import MemoryBackend
+from discovery.testing.fixtures import RegistryFixtures
+
+
+class MemoryFixtures(RegistryFixtures):
+    """Runs the suite on ``memory://``; a registrant lives in-process and crashes by abandoning its leases."""
+
+    label: ClassVar[str] = "memory"
+    ttl: ClassVar[float] = 0.5
+    timeout: ClassVar[float] = 30.0
+    in_process_registrant: ClassVar[bool] = True
+
+    def make_url(self) -> str:
+        return f"memory://suite-{uuid.uuid4().hex[:12]}{self.unique_root()}"
+
+    def lose_session(self, registry: Registry) -> None:
+        assert isinstance(registry.backend, MemoryBackend)
+        registry.backend.expire_sessions()

@@ -1,0 +1,418 @@
+"""The conformance suite: the scenarios every backend must pass, as test mixins.
+
+Each scenario states part of the event contract (DESIGN.md section 2) and is
+run unchanged against every backend: ``class TestEtcd(RegistrySuite,
+EtcdFixtures): pass``. Capabilities decide what a scenario expects, never
+whether it runs: a backend that declares ``EXPIRY_CAUSE`` must report it,
+one that does not must report ``None``. Scenarios that need a fault only
+some deployments can play (a server restart, compaction, a connection loss)
+live in :mod:`discovery.testing.faults`. Scenarios fill the ``parity``
+fixture (events expected and seen, resyncs), which the plugin writes out as
+the parity table's data.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from discovery import (
+    AlreadyRegistered,
+    Capability,
+    Event,
+    EventKind,
+    Health,
+    InvalidInput,
+    InvalidMeta,
+    InvalidName,
+    InvalidValue,
+    NotFound,
+    Registry,
+    available_backends,
+    connect,
+)
+from discovery.testing.checks import (
+    assert_ordered,
+    collect,
+    count,
+    drain,
+    kinds_by_instance,
+    state,
+    wait_converged,
+)
+from discovery.testing.fixtures import RegistryFixtures
+
+Parity = dict[str, Any]
+
+
+class RegistrySuite(RegistryFixtures):
+    """Scenarios every backend must pass."""
+
+    @pytest.fixture
+    def parity(self, request: pytest.FixtureRequest) -> Iterator[Parity]:
+        """Numbers for the parity table; the plugin files them with the test's outcome."""
+        record: Parity = {"backend": self.label}
+        yield record
+
+    # -- the API -------------------------------------------------------------
+
+    def test_register_list_and_close(self, registry: Registry, other: Registry) -> None:
+        lease = registry.register("buzz/buzzadmin/api", "host-1", address="10.0.0.5", port=8080, meta={"v": "1"})
+        assert lease.alive
+        seen = other.instances("buzz/buzzadmin/api")
+        assert [(i.id, i.address, i.port, dict(i.meta)) for i in seen] == [("host-1", "10.0.0.5", 8080, {"v": "1"})]
+        assert seen[0].revision > 0
+        lease.close()
+        assert not lease.alive
+        assert other.instances("buzz/buzzadmin/api") == []
+
+    def test_update_emits_one_updated(self, registry: Registry, other: Registry) -> None:
+        lease = registry.register("svc", "a", port=1, ttl=self.ttl * 5)
+        with other.watch("svc") as watch:
+            lease.update(meta={"version": "2"}, port=2)
+            events = collect(watch, lambda e: len(e) >= 1, self.timeout)
+            events += drain(watch)
+        assert [e.kind for e in events] == [EventKind.UPDATED]
+        assert events[0].instance is not None
+        assert (events[0].instance.port, dict(events[0].instance.meta)) == (2, {"version": "2"})
+
+    def test_same_registry_replaces_other_registrant_conflicts(self, registry: Registry, other: Registry) -> None:
+        first = registry.register("svc", "a", port=1)
+        again = registry.register("svc", "a", port=2)
+        assert again is first
+        assert [i.port for i in other.instances("svc")] == [2]
+        with pytest.raises(AlreadyRegistered) as caught:
+            other.register("svc", "a", port=3)
+        assert (caught.value.service, caught.value.instance_id) == ("svc", "a")
+        assert [i.port for i in other.instances("svc")] == [2]
+
+    def test_deregister_from_anywhere_and_not_found(self, registry: Registry, other: Registry) -> None:
+        registry.register("svc", "a")
+        other.deregister("svc", "a")
+        assert registry.instances("svc") == []
+        with pytest.raises(NotFound) as caught:
+            other.deregister("svc", "a")
+        assert caught.value.instance_id == "a"
+        with pytest.raises(NotFound):
+            other.undefine("svc")
+
+    def test_status_tree(self, registry: Registry) -> None:
+        registry.define("buzz", min_instances=1)
+        registry.define("buzz/buzzadmin/api", min_instances=2)
+        registry.define("buzz/buzzadmin/web", min_instances=1)
+        registry.register("buzz", "gateway")
+        registry.register("buzz/buzzadmin/api", "a1")
+        registry.register("buzz/buzzadmin/web", "w1")
+        tree = registry.status("buzz")
+        api = tree.find("buzz/buzzadmin/api")
+        assert api is not None and (api.health, api.reason, api.instances) == (Health.DEGRADED, "below-minimum", 1)
+        assert tree.health is Health.DEGRADED and tree.reason == "subtree"
+        registry.register("buzz/buzzadmin/api", "a2")
+        assert registry.status("buzz").health is Health.UP
+        registry.deregister("buzz", "gateway")
+        down = registry.status("buzz")
+        assert (down.health, down.reason) == (Health.DOWN, "no-instances")
+        web = down.find("buzz/buzzadmin/web")
+        assert web is not None and (web.health, web.reason) == (Health.DOWN, "parent-down")
+        assert registry.status("buzz/buzzadmin/web").reason == "parent-down"
+        registry.undefine("buzz")
+        assert registry.definitions("buzz") == {"buzz/buzzadmin/api": 2, "buzz/buzzadmin/web": 1}
+
+    def test_bad_input_is_refused_and_changes_nothing(self, registry: Registry) -> None:
+        lease = registry.register("svc/a", "keep", port=80, meta={"k": "v"})
+        registry.define("svc/a", min_instances=1)
+        before = (registry.snapshot(), registry.definitions())
+        bad_names = ["", "a/../b", "a//b", "/a", "a/", "_reserved", "a/_x", "x" * 129, "a b", "a\nb", "a\x00b", "a*b"]
+        for name in bad_names:
+            with pytest.raises(InvalidName) as caught:
+                registry.register(name, "i")
+            assert caught.value.field == "service"
+            with pytest.raises(InvalidName):
+                registry.define(name)
+            with pytest.raises(InvalidName):
+                registry.instances(name)
+        with pytest.raises(InvalidName):
+            registry.register("/".join(["s"] * 17), "i")
+        for instance_id in ["", "a/b", "..", "_x", "sp ace", "x" * 129]:
+            with pytest.raises(InvalidName) as caught:
+                registry.register("svc/a", instance_id)
+            assert caught.value.field == "instance_id"
+            with pytest.raises(InvalidName):
+                registry.deregister("svc/a", instance_id)
+        for port in [0, 65536, -1, "80", True, 1.5]:
+            with pytest.raises(InvalidValue) as bad_port:
+                registry.register("svc/a", "keep", port=port)  # type: ignore[arg-type]
+            assert bad_port.value.field == "port"
+        for ttl in [0, -1, float("inf"), float("nan"), 10**9, "10"]:
+            with pytest.raises(InvalidValue) as bad_ttl:
+                registry.register("svc/a", "keep", ttl=ttl)  # type: ignore[arg-type]
+            assert bad_ttl.value.field == "ttl"
+        for meta in [{"x": object()}, {1: "a"}, ["a"], {"big": "x" * (70 * 1024)}, {"n": float("nan")}]:
+            with pytest.raises(InvalidMeta) as bad_meta:
+                registry.register("svc/a", "keep", meta=meta)  # type: ignore[arg-type]
+            assert bad_meta.value.field == "meta"
+            with pytest.raises(InvalidMeta):
+                lease.update(meta=meta)  # type: ignore[arg-type]
+        for address in ["", "a b", "x" * 300, 5]:
+            with pytest.raises(InvalidValue):
+                registry.register("svc/a", "keep", address=address)  # type: ignore[arg-type]
+        for minimum in [-1, "2", 1.5, True]:
+            with pytest.raises(InvalidValue):
+                registry.define("svc/a", min_instances=minimum)  # type: ignore[arg-type]
+        with pytest.raises(InvalidValue):
+            registry.watch("svc", buffer_size=0)
+        with pytest.raises(InvalidValue):
+            registry.watch("svc", since=-1)
+        with pytest.raises(InvalidName):
+            registry.watch("a/../b")
+        with pytest.raises(InvalidInput):
+            registry.status("a b")
+        assert (registry.snapshot(), registry.definitions()) == before
+        assert lease.alive and dict(lease.instance.meta) == {"k": "v"}
+
+    def test_prefix_is_a_path_not_a_string_prefix(self, registry: Registry, other: Registry) -> None:
+        with other.watch("buzz") as watch:
+            registry.register("buzzer", "x")
+            registry.register("buzz/api", "y")
+            registry.register("buzz", "z")
+            events = collect(watch, lambda e: len(e) >= 2, self.timeout)
+            events += drain(watch)
+        assert sorted(f"{e.service}/{e.instance_id}" for e in events) == ["buzz/api/y", "buzz/z"]
+
+    # -- the event contract --------------------------------------------------
+
+    def test_seed_story(self, registry: Registry, url: str, parity: Parity) -> None:
+        """100 instances with a ttl, the registrant dies: exactly 100 ADDED and 100 REMOVED."""
+        ids = [f"n{i}" for i in range(100)]
+        with registry.watch("nodes") as watch:
+            registrant = self.start_registrant(url, "nodes", ids, self.ttl)
+            events = collect(watch, lambda e: count(e, EventKind.ADDED) >= 100, self.timeout, message="100 ADDED")
+            registrant.kill()
+            collect(watch, lambda e: count(e, EventKind.REMOVED) >= 100, self.timeout, events, "100 REMOVED")
+            events += drain(watch)
+            parity.update(expected=200, seen=len(events), resyncs=watch.resyncs)
+        assert_ordered(events)
+        assert (count(events, EventKind.ADDED), count(events, EventKind.REMOVED)) == (100, 100)
+        assert all(kinds == [EventKind.ADDED, EventKind.REMOVED] for kinds in kinds_by_instance(events).values())
+        expired = {e.expired for e in events if e.kind is EventKind.REMOVED}
+        assert expired == ({True} if Capability.EXPIRY_CAUSE in registry.capabilities else {None})
+
+    def test_naive_rewatch_loop_loses_events(self, registry: Registry, url: str, parity: Parity) -> None:
+        """The negative control: a new watch per event, no resume point, misses events."""
+        ids = [f"n{i}" for i in range(100)]
+        seen: list[Event] = []
+        stop = threading.Event()
+
+        def naive_loop() -> None:
+            while not stop.is_set():
+                with registry.watch("nodes") as watch:
+                    event = watch.get(0.5)
+                if event is not None:
+                    seen.append(event)
+
+        thread = threading.Thread(target=naive_loop, daemon=True)
+        thread.start()
+        with registry.watch("nodes") as complete:
+            registrant = self.start_registrant(url, "nodes", ids, self.ttl)
+            events = collect(complete, lambda e: count(e, EventKind.ADDED) >= 100, self.timeout)
+            registrant.kill()
+            collect(complete, lambda e: count(e, EventKind.REMOVED) >= 100, self.timeout, events)
+        stop.set()
+        thread.join(timeout=self.timeout)
+        parity.update(expected=200, seen=len(events), naive_seen=len(seen))
+        assert len(events) == 200
+        assert len(seen) < 200, "the naive loop saw every event: the control proves nothing"
+
+    def test_flapping_register_then_deregister(self, registry: Registry, other: Registry, parity: Parity) -> None:
+        """500 instances registered and at once deregistered: every ADDED and REMOVED, in order."""
+        with other.watch("flap") as watch:
+            for i in range(500):
+                registry.register("flap", f"i{i}").close()
+            events = collect(watch, lambda e: count(e, EventKind.REMOVED) >= 500, self.timeout, message="500 REMOVED")
+            events += drain(watch)
+            parity.update(expected=1000, seen=len(events), resyncs=watch.resyncs)
+        assert_ordered(events)
+        history = kinds_by_instance(events)
+        assert len(history) == 500
+        assert all(kinds == [EventKind.ADDED, EventKind.REMOVED] for kinds in history.values())
+
+    def test_shared_session_expiry(self, registry: Registry, url: str, parity: Parity) -> None:
+        """Many instances of one lease/session expire at once: nothing lost, one batch where declared."""
+        ids = [f"s{i}" for i in range(50)]
+        with registry.watch("shared") as watch:
+            registrant = self.start_registrant(url, "shared", ids, self.ttl)
+            collect(watch, lambda e: count(e, EventKind.ADDED) >= 50, self.timeout)
+            registrant.kill()
+            first = watch.get_batch(self.timeout)
+            removed = collect(watch, lambda e: count(e, EventKind.REMOVED) >= 50, self.timeout, list(first))
+            parity.update(expected=50, seen=count(removed, EventKind.REMOVED), resyncs=watch.resyncs)
+        assert count(removed, EventKind.REMOVED) == 50
+        if Capability.BATCHED_EXPIRY in registry.capabilities:
+            assert len(first) == 50 and len({e.revision for e in first}) == 1
+
+    def test_expiry_cause_matches_capability(self, registry: Registry, other: Registry) -> None:
+        with other.watch("cause") as watch:
+            registry.register("cause", "deleted").close()
+            events = collect(watch, lambda e: count(e, EventKind.REMOVED) >= 1, self.timeout)
+        removed = [e for e in events if e.kind is EventKind.REMOVED]
+        expected = False if Capability.EXPIRY_CAUSE in registry.capabilities else None
+        assert [e.expired for e in removed] == [expected]
+
+    def test_intermediate_values_match_capability(self, registry: Registry, other: Registry) -> None:
+        lease = registry.register("values", "v", meta={"n": 0}, ttl=self.ttl * 5)
+        with other.watch("values") as watch:
+            for n in range(1, 51):
+                lease.update(meta={"n": n})
+            events = collect(
+                watch,
+                lambda e: any(x.instance is not None and x.instance.meta.get("n") == 50 for x in e),
+                self.timeout,
+            )
+            events += drain(watch)
+        values = [int(e.instance.meta["n"]) for e in events if e.instance is not None]
+        assert values == sorted(values) and values[-1] == 50
+        if Capability.INTERMEDIATE_VALUES in registry.capabilities:
+            assert values == list(range(1, 51))
+
+    def test_slow_consumer_gets_complete_stream_or_resync(
+        self, registry: Registry, other: Registry, parity: Parity
+    ) -> None:
+        """Thousands of changes while the watcher reads nothing: complete, or a resync that converges."""
+        with other.watch("slow", buffer_size=100) as watch:
+            leases = [registry.register("slow", f"i{i}", ttl=self.ttl * 5) for i in range(300)]
+            for n, lease in enumerate(leases):
+                lease.update(meta={"n": n})
+            for lease in leases[::2]:
+                lease.close()
+            events = wait_converged(watch, other, [], self.timeout)
+            parity.update(expected=750, seen=len(events), resyncs=watch.resyncs)
+        assert_ordered(events)
+        assert watch.resyncs >= 1 and "overflow" in watch.gap_reasons
+        assert len(events) < 750
+
+    def test_foreign_and_corrupt_keys_do_not_kill_the_watch(self, registry: Registry) -> None:
+        backend = registry.backend
+        with registry.watch() as watch:
+            backend.put("nodes/n0", b"1", None)
+            backend.put("nodes/n1", b"\xff\xfe not utf-8", None)
+            backend.put("lonely", b"top-level key, no service", None)
+            backend.put("a/_weird/b", b"{}", None)
+            backend.put("nodes/n2", b'{"address": 5, "port": "x", "meta": [1]}', None)
+            registry.register("after", "ok")
+            events = collect(watch, lambda e: any(x.service == "after" for x in e), self.timeout)
+        by_id = {e.instance_id: e for e in events}
+        assert set(by_id) == {"n0", "n1", "n2", "ok"}
+        n0 = by_id["n0"].instance
+        assert n0 is not None and dict(n0.meta) == {"raw": "1"} and n0.service == "nodes"
+        n2 = by_id["n2"].instance
+        assert n2 is not None and (n2.address, n2.port, dict(n2.meta)) == (None, None, {"raw": [1]})
+        assert [i.id for i in registry.instances("nodes")] == ["n0", "n1", "n2"]
+
+    def test_deleted_and_recreated_with_same_value(self, registry: Registry) -> None:
+        backend = registry.backend
+        backend.put("same/k", b'{"port": 1}', None)
+        with registry.watch("same") as watch:
+            backend.delete("same/k")
+            backend.put("same/k", b'{"port": 1}', None)
+            events = collect(watch, lambda e: len(e) >= 2, self.timeout)
+            events += drain(watch)
+        assert [e.kind for e in events] == [EventKind.REMOVED, EventKind.ADDED]
+
+    def test_resync_without_change_emits_nothing(self, registry: Registry) -> None:
+        for i in range(20):
+            registry.register("quiet", f"i{i}")
+        with registry.watch("quiet") as watch:
+            watch.request_resync()
+            deadline = time.monotonic() + self.timeout
+            while watch.resyncs < 1 and time.monotonic() < deadline:
+                assert watch.get(0.05) is None
+            assert watch.resyncs == 1
+            assert drain(watch) == []
+
+    def test_resync_emits_the_minimal_difference(self, registry: Registry, other: Registry) -> None:
+        leases = {i: registry.register("diff", f"i{i}", meta={"n": 0}) for i in range(10)}
+        with other.watch("diff", buffer_size=1) as watch:
+            watch.request_resync()
+            leases[0].close()
+            leases[1].update(meta={"n": 1})
+            registry.backend.delete("diff/i2")
+            registry.backend.put("diff/i2", b'{"meta": {"n": 2}}', None)
+            registry.register("diff", "new")
+            events = wait_converged(watch, other, [], self.timeout)
+        resynced = [e for e in events if e.resync]
+        for event in resynced:
+            assert event.instance_id in {"i0", "i1", "i2", "new"}, f"unchanged instance in resync: {event}"
+
+    def test_replay_since_matches_capability(self, registry: Registry) -> None:
+        lease = registry.register("replay", "a", meta={"n": 0}, ttl=self.ttl * 5)
+        since = registry.snapshot("replay").revision
+        for n in range(1, 6):
+            lease.update(meta={"n": n})
+        registry.register("replay", "b")
+        with registry.watch("replay", since=since) as watch:
+            events = collect(
+                watch,
+                lambda e: {x.instance_id for x in e} >= {"a", "b"} and count(e, EventKind.ADDED) >= 1,
+                self.timeout,
+            )
+            events += drain(watch)
+        if Capability.RESUME_FROM_REVISION in registry.capabilities:
+            assert watch.resyncs == 0
+            assert [(e.instance_id, e.kind) for e in events] == [("a", EventKind.ADDED)] + [
+                ("a", EventKind.UPDATED)
+            ] * 4 + [("b", EventKind.ADDED)]
+        else:
+            assert watch.resyncs >= 1 and all(e.resync for e in events)
+        final = {e.instance_id: e.instance for e in events}
+        assert final["a"] is not None and final["a"].meta.get("n") == 5
+
+    def test_lost_session_is_reregistered(self, registry: Registry, other: Registry, parity: Parity) -> None:
+        """The server drops the registrant's session: its instances, and only its, go; then come back."""
+        survivor = other.register("lost", "theirs", ttl=self.ttl * 5)
+        lease = registry.register("lost", "ours", meta={"v": 1}, ttl=self.ttl)
+        states: list[bool] = []
+        lease.on_change(lambda _registration, alive: states.append(alive))
+        with other.watch("lost") as watch:
+            lease.update(meta={"v": 2})
+            self.lose_session(registry)
+            events = collect(
+                watch,
+                lambda e: [x.kind for x in e if x.instance_id == "ours"][-2:] == [EventKind.REMOVED, EventKind.ADDED],
+                self.timeout,
+                message="ours REMOVED then ADDED",
+            )
+            parity.update(expected=3, seen=len(events), resyncs=watch.resyncs)
+        assert all(e.instance_id == "ours" for e in events)
+        readded = events[-1].instance
+        assert readded is not None and dict(readded.meta) == {"v": 2}
+        assert False in states and lease.alive
+        assert survivor.alive and [i.id for i in other.instances("lost")] == ["ours", "theirs"]
+
+    def test_random_operations_converge(self, registry: Registry, other: Registry) -> None:
+        rng = random.Random(7)
+        leases: dict[str, Any] = {}
+        with other.watch("rand", buffer_size=64) as watch:
+            for step in range(300):
+                instance_id = f"i{rng.randrange(20)}"
+                action = rng.random()
+                if instance_id in leases and action < 0.35:
+                    leases.pop(instance_id).close()
+                elif instance_id in leases and action < 0.8:
+                    leases[instance_id].update(meta={"step": step})
+                elif instance_id not in leases:
+                    leases[instance_id] = registry.register("rand", instance_id, meta={"step": step})
+                if step % 97 == 0:
+                    watch.request_resync()
+            events = wait_converged(watch, other, [], self.timeout)
+        assert_ordered(events)
+        assert state(watch.snapshot.apply(events)) == state(other.snapshot("rand"))
+
+    def test_connect_by_url_alone(self, url: str) -> None:
+        with connect(url) as registry:
+            assert registry.backend.name in available_backends()
+            assert registry.snapshot().instances == ()

@@ -1,0 +1,142 @@
+"""The core's watch engine against faults: broken streams, lost history, a backend that drops an event."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+import pytest
+
+from discovery import EventKind, Registry, WatchBroken, connect
+from discovery.testing.checks import collect, drain, kinds_by_instance, state, wait_converged
+from discovery.testing.memory import MemoryFixtures
+from discovery.testing.suite import RegistrySuite
+from tests.helpers import DroppingBackend, FlakyBackend, registry_on
+
+
+def _url(**query: object) -> str:
+    suffix = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"memory://engine-{uuid.uuid4().hex[:8]}/r" + (f"?{suffix}" if suffix else "")
+
+
+def test_broken_stream_resumes_without_resync() -> None:
+    url = _url()
+    with registry_on(FlakyBackend, url, break_after=5) as watcher, connect(url) as writer:
+        backend = watcher.backend
+        assert isinstance(backend, FlakyBackend)
+        with watcher.watch("svc") as watch:
+            for i in range(20):
+                writer.register("svc", f"i{i}")
+            events = collect(watch, lambda e: len(e) >= 20, 10)
+            events += drain(watch)
+        assert backend.breaks == 1
+        assert watch.resyncs == 0
+        assert sorted(e.instance_id for e in events) == sorted(f"i{i}" for i in range(20))
+
+
+def test_stream_that_cannot_reopen_is_raised_not_silent() -> None:
+    url = _url(reconnect_timeout=0.5)
+    with registry_on(FlakyBackend, url, break_after=10**9) as watcher:
+        backend = watcher.backend
+        assert isinstance(backend, FlakyBackend)
+        with watcher.watch("svc") as watch, pytest.raises(WatchBroken) as caught:
+            with backend.lock:
+                backend.refuse_watch = True
+                backend.break_after = backend.batches
+            watch.get(10)
+        assert "server unreachable" in str(caught.value)
+
+
+def test_watch_from_lost_history_resyncs_and_converges() -> None:
+    url = _url(history_window=10)
+    with connect(url) as registry:
+        lease = registry.register("svc", "a", meta={"n": 0})
+        registry.register("svc", "gone").close()
+        since = registry.snapshot().revision
+        for n in range(30):
+            lease.update(meta={"n": n})
+        registry.register("svc", "b")
+        with registry.watch("svc", since=since) as watch:
+            events = collect(watch, lambda e: len(e) >= 2, 10)
+            events += drain(watch)
+        assert watch.gap_reasons == ("history-window",)
+        assert all(e.resync for e in events)
+        assert {e.instance_id: e.kind for e in events} == {"a": EventKind.ADDED, "b": EventKind.ADDED}
+
+
+def test_history_gap_on_raw_stream() -> None:
+    with connect(_url(history_window=5)) as registry:
+        start = registry.snapshot().revision
+        for i in range(10):
+            registry.register("svc", f"i{i}")
+        stream = registry.backend.watch("", start)
+        item = stream.next(1)
+        stream.close()
+        assert item is not None and not hasattr(item, "changes") and item.reason == "history-window"  # type: ignore[union-attr]
+
+
+def test_slow_consumer_memory_stays_bounded() -> None:
+    with connect(_url()) as registry, registry.watch("svc", buffer_size=10) as watch:
+        for i in range(200):
+            registry.register("svc", f"i{i}")
+        events = wait_converged(watch, registry, [], 10)
+        assert watch.resyncs >= 1
+        assert len(events) <= 10 + 200
+
+
+def test_the_suite_catches_a_backend_that_drops_an_event() -> None:
+    """A deliberately broken memory backend (one change lost, no gap reported) fails the suite."""
+
+    class ShortFixtures(MemoryFixtures):
+        timeout: ClassVar[float] = 2.0
+
+    class Suite(RegistrySuite, ShortFixtures):
+        pass
+
+    url = _url()
+    with (
+        registry_on(DroppingBackend, url, drop_at=123) as watcher,
+        connect(url) as writer,
+        pytest.raises(AssertionError),
+    ):
+        Suite().test_flapping_register_then_deregister(registry=writer, other=watcher, parity={})
+
+
+def test_convergence_check_catches_a_backend_that_drops_a_removal() -> None:
+    url = _url()
+    with (
+        registry_on(DroppingBackend, url, drop_at=15) as watcher,
+        connect(url) as writer,
+        watcher.watch("svc") as watch,
+    ):
+        leases = [writer.register("svc", f"i{i}") for i in range(10)]
+        for lease in leases:
+            lease.close()
+        with pytest.raises(AssertionError):
+            wait_converged(watch, writer, [], 2)
+
+
+def test_core_detects_an_update_to_a_key_whose_creation_it_never_saw() -> None:
+    """With every change delivered (INTERMEDIATE_VALUES), a missed creation is a provable gap: resync."""
+    url = _url()
+    with registry_on(DroppingBackend, url, drop_at=7) as watcher, connect(url) as writer:
+        with watcher.watch("svc") as watch:
+            leases = [writer.register("svc", f"i{i}") for i in range(10)]
+            for lease in leases:
+                lease.update(meta={"x": 1})
+            events = wait_converged(watch, writer, [], 10)
+        assert watch.gap_reasons == ("inconsistent-stream",)
+        assert "i6" in [e.instance_id for e in events if e.resync]
+
+
+def _history(registry: Registry) -> None:
+    for i in range(5):
+        registry.register("h", f"i{i}").close()
+
+
+def test_per_instance_history_is_real_history() -> None:
+    with connect(_url()) as registry, registry.watch("h") as watch:
+        _history(registry)
+        events = collect(watch, lambda e: len(e) >= 10, 10)
+        assert state(watch.snapshot.apply(events)) == state(registry.snapshot("h"))
+    assert all(k == [EventKind.ADDED, EventKind.REMOVED] for k in kinds_by_instance(events).values())
