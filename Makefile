@@ -31,5 +31,8 @@ lint: setup
 test: setup system-packages lint
 	$(PY) -m pytest
 
+bench: setup system-packages
+	$(VENV)/bin/discovery bench --profile $(or $(PROFILE),default) --out bench-report
+
 clean:
 	rm -rf $(VENV) bench-report .pytest_cache .mypy_cache

@@ -10,12 +10,13 @@ skipping; scenario fixtures ``yield`` and clean up.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -70,6 +71,8 @@ class RegistryFixtures:
 
     Class attributes:
         label: the name results are filed under (``etcd``, ``zookeeper x3``...).
+        load: how many instances the fault scenarios write under load.
+        gap_reason: the gap a lost history produces (``compacted``, ``history-window``).
         ttl: the short ttl scenarios register with, in seconds.
         timeout: the generous deadline for waiting on a condition, in seconds.
         in_process_registrant: True when a registrant must live in this
@@ -80,6 +83,8 @@ class RegistryFixtures:
     ttl: ClassVar[float] = 1.0
     timeout: ClassVar[float] = 60.0
     in_process_registrant: ClassVar[bool] = False
+    load: ClassVar[int] = 300
+    gap_reason: ClassVar[str] = ""
 
     def make_url(self) -> str:
         """A registry URL with a fresh root, unique to the calling test. Required."""
@@ -97,10 +102,31 @@ class RegistryFixtures:
             session.close()
             session._set_alive(False)
 
+    def restart_server(self) -> None:
+        """Kill the server (every member) with SIGKILL and start it again on the same data (ServerRestartSuite)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement restart_server()")
+
+    def kill_leader(self) -> None:
+        """Kill the cluster's current leader with SIGKILL; the fixtures restart it afterwards (LeaderKillSuite)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement kill_leader()")
+
+    def lose_history(self, registry: Registry, since: int) -> None:
+        """Make the changes after ``since`` unavailable from the server's history (HistoryGapSuite)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement lose_history()")
+
+    def connection_lost(self, registry: Registry) -> contextlib.AbstractContextManager[None]:
+        """A context manager inside which ``registry``'s connection is down, shorter than its session."""
+        raise NotImplementedError(f"{type(self).__name__} must implement connection_lost()")
+
     @staticmethod
     def unique_root() -> str:
         """A fresh root path segment for one test."""
         return f"/t-{uuid.uuid4().hex[:12]}"
+
+    @pytest.fixture
+    def parity(self) -> dict[str, Any]:
+        """Numbers for the parity table (expected, seen, resyncs); the plugin files them with the outcome."""
+        return {"backend": self.label}
 
     @pytest.fixture
     def url(self) -> str:

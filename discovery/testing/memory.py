@@ -24,3 +24,19 @@ class MemoryFixtures(RegistryFixtures):
     def lose_session(self, registry: Registry) -> None:
         assert isinstance(registry.backend, MemoryBackend)
         registry.backend.expire_sessions()
+
+
+class MemoryHistoryFixtures(MemoryFixtures):
+    """A memory store with a 20-revision history, so that history can be lost on demand."""
+
+    window: ClassVar[int] = 20
+
+    def make_url(self) -> str:
+        return f"{super().make_url()}?history_window={self.window}"
+
+    def lose_history(self, registry: Registry, since: int) -> None:
+        for n in range(self.window + 5):
+            registry.backend.put("filler/key", str(n).encode(), None)
+
+
+__all__ = ["MemoryFixtures", "MemoryHistoryFixtures"]

@@ -14,9 +14,7 @@ the parity table's data.
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +22,6 @@ import pytest
 from discovery import (
     AlreadyRegistered,
     Capability,
-    Event,
     EventKind,
     Health,
     InvalidInput,
@@ -46,18 +43,13 @@ from discovery.testing.checks import (
     wait_converged,
 )
 from discovery.testing.fixtures import RegistryFixtures
+from discovery.testing.naive import NaiveRewatchLoop
 
 Parity = dict[str, Any]
 
 
 class RegistrySuite(RegistryFixtures):
     """Scenarios every backend must pass."""
-
-    @pytest.fixture
-    def parity(self, request: pytest.FixtureRequest) -> Iterator[Parity]:
-        """Numbers for the parity table; the plugin files them with the test's outcome."""
-        record: Parity = {"backend": self.label}
-        yield record
 
     # -- the API -------------------------------------------------------------
 
@@ -205,25 +197,13 @@ class RegistrySuite(RegistryFixtures):
     def test_naive_rewatch_loop_loses_events(self, registry: Registry, url: str, parity: Parity) -> None:
         """The negative control: a new watch per event, no resume point, misses events."""
         ids = [f"n{i}" for i in range(100)]
-        seen: list[Event] = []
-        stop = threading.Event()
-
-        def naive_loop() -> None:
-            while not stop.is_set():
-                with registry.watch("nodes") as watch:
-                    event = watch.get(0.5)
-                if event is not None:
-                    seen.append(event)
-
-        thread = threading.Thread(target=naive_loop, daemon=True)
-        thread.start()
+        naive = NaiveRewatchLoop(registry, "nodes").start()
         with registry.watch("nodes") as complete:
             registrant = self.start_registrant(url, "nodes", ids, self.ttl)
             events = collect(complete, lambda e: count(e, EventKind.ADDED) >= 100, self.timeout)
             registrant.kill()
             collect(complete, lambda e: count(e, EventKind.REMOVED) >= 100, self.timeout, events)
-        stop.set()
-        thread.join(timeout=self.timeout)
+        seen = naive.stop(self.timeout)
         parity.update(expected=200, seen=len(events), naive_seen=len(seen))
         assert len(events) == 200
         assert len(seen) < 200, "the naive loop saw every event: the control proves nothing"
@@ -392,6 +372,25 @@ class RegistrySuite(RegistryFixtures):
         assert readded is not None and dict(readded.meta) == {"v": 2}
         assert False in states and lease.alive
         assert survivor.alive and [i.id for i in other.instances("lost")] == ["ours", "theirs"]
+
+    def test_watcher_session_loss_keeps_the_watch(self, registry: Registry, other: Registry) -> None:
+        """The watcher's own session is dropped: its watch goes on, its own instance comes back."""
+        own = other.register("wlost", "watcher", ttl=self.ttl)
+        with other.watch("wlost") as watch:
+            self.lose_session(other)
+            registry.register("wlost", "after")
+            events = collect(
+                watch,
+                lambda e: (
+                    any(x.instance_id == "after" for x in e)
+                    and [x.kind for x in e if x.instance_id == "watcher"][-1:] == [EventKind.ADDED]
+                ),
+                self.timeout,
+                message="the other's instance and our own re-registration",
+            )
+            events = wait_converged(watch, other, events, self.timeout)
+        assert own.alive
+        assert [i.id for i in other.instances("wlost")] == ["after", "watcher"]
 
     def test_random_operations_converge(self, registry: Registry, other: Registry) -> None:
         rng = random.Random(7)
