@@ -34,17 +34,19 @@ def _executable(path: str | Path) -> bool:
     return candidate.is_file() and os.access(candidate, os.X_OK)
 
 
-def _resolve(explicit: str | None, env_var: str, names: tuple[str, ...], fallbacks: tuple[str, ...]) -> str | None:
-    """The executable chosen by argument, env var, PATH or fallbacks; None if nothing fits."""
-    chosen = explicit or os.environ.get(env_var)
-    if chosen:
-        found = shutil.which(chosen) if os.sep not in chosen else chosen
-        return found if found and _executable(found) else None
+def _given(given: str) -> str | None:
+    """The executable named by an argument or env var: a path, or a command looked up on PATH."""
+    found = shutil.which(given) if os.sep not in given else given
+    return found if found and _executable(found) else None
+
+
+def _first(names: tuple[str, ...], paths: tuple[str, ...]) -> str | None:
+    """The first of ``names`` found on PATH, else the first executable of ``paths``."""
     for name in names:
         found = shutil.which(name)
         if found:
             return found
-    return next((path for path in fallbacks if _executable(path)), None)
+    return next((path for path in paths if _executable(path)), None)
 
 
 def find_etcd(binary: str | None = None) -> str:
@@ -59,10 +61,10 @@ def find_etcd(binary: str | None = None) -> str:
     Raises:
         MissingServerBinary: it is not installed or the given path is not executable.
     """
-    found = _resolve(binary, ETCD_ENV, ("etcd",), ("/usr/bin/etcd", "/usr/local/bin/etcd"))
+    given = binary or os.environ.get(ETCD_ENV)
+    found = _given(given) if given else _first(("etcd",), ("/usr/bin/etcd", "/usr/local/bin/etcd"))
     if found is None:
-        detail = f"{binary or os.environ.get(ETCD_ENV)} is not an executable" if binary or os.environ.get(ETCD_ENV) else ""
-        raise MissingServerBinary("etcd", ETCD_PACKAGES, ETCD_ENV, detail)
+        raise MissingServerBinary("etcd", ETCD_PACKAGES, ETCD_ENV, f"{given} is not an executable" if given else "")
     return found
 
 
@@ -78,14 +80,17 @@ def find_java(java: str | None = None) -> str:
     Raises:
         MissingServerBinary: no Java runtime is installed or the given path is not executable.
     """
-    java_home = os.environ.get("JAVA_HOME")
-    fallbacks = (str(Path(java_home) / "bin" / "java"),) if java_home else ()
-    found = _resolve(java, JAVA_ENV, (), (*fallbacks,))
-    if found is None and not (java or os.environ.get(JAVA_ENV)):
-        found = _resolve(None, JAVA_ENV, ("java",), ("/usr/bin/java",))
+    given = java or os.environ.get(JAVA_ENV)
+    if given:
+        found = _given(given)
+    else:
+        java_home = os.environ.get("JAVA_HOME")
+        home = (str(Path(java_home) / "bin" / "java"),) if java_home else ()
+        found = _first((), home) or _first(("java",), ("/usr/bin/java",))
     if found is None:
-        given = java or os.environ.get(JAVA_ENV)
-        raise MissingServerBinary("java", ZOOKEEPER_PACKAGES, JAVA_ENV, f"{given} is not an executable" if given else "")
+        raise MissingServerBinary(
+            "java", ZOOKEEPER_PACKAGES, JAVA_ENV, f"{given} is not an executable" if given else ""
+        )
     return found
 
 

@@ -190,6 +190,23 @@ class Member:
             with _registry_lock:
                 _live[id(self)] = self
 
+    def check_running(self) -> None:
+        """Raise unless the process runs unpaused.
+
+        Raises:
+            ServerStartError: it was never started, has exited or is paused; the message includes its log tail.
+        """
+        with self._lock:
+            popen = self._popen
+            if popen is None:
+                raise ServerStartError(self.name, "not started", self.log_tail())
+            code = popen.poll()
+            if code is not None:
+                self._forget()
+                raise ServerStartError(self.name, f"exited with code {code}", self.log_tail())
+            if self._paused:
+                raise ServerStartError(self.name, "is paused; resume() it first", self.log_tail())
+
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Wait until the member answers its health check.
 
@@ -202,17 +219,10 @@ class Member:
         """
         deadline = time.monotonic() + timeout
         while True:
-            with self._lock:
-                popen = self._popen
-                code = popen.poll() if popen is not None else None
-                if popen is None:
-                    raise ServerStartError(self.name, "not started", self.log_tail())
-                if code is not None:
-                    self._forget()
-                    raise ServerStartError(self.name, f"exited with code {code}", self.log_tail())
-                if self._paused:
-                    raise ServerStartError(self.name, "is paused; resume() it first", self.log_tail())
+            self.check_running()
             if self._health(self):
+                # It may have died during the check, leaving its port to a server that answered in its place.
+                self.check_running()
                 return
             if time.monotonic() >= deadline:
                 raise ServerStartError(self.name, f"not healthy after {timeout:g} s", self.log_tail())
