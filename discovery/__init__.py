@@ -33,6 +33,7 @@ from discovery.errors import (
     InvalidValue,
     NotFound,
     RegistryClosed,
+    SessionExpired,
     UnknownBackend,
     Unsupported,
     WatchBroken,

@@ -82,8 +82,10 @@ def parse_key(key: str) -> ParsedKey | None:
     return ParsedKey(service, name)
 
 
-def decode_instance(service: str, instance_id: str, value: bytes, revision: int) -> Instance:
-    """Read an instance from its stored value; never raises."""
+def decode_instance(service: str, instance_id: str, value: bytes | None, revision: int) -> Instance:
+    """Read an instance from its stored value (None: existed, value unknown); never raises."""
+    if value is None:
+        return Instance(service, instance_id, None, None, MappingProxyType({}), revision)
     text = value.decode("utf-8", errors="replace")
     try:
         document = json.loads(text)

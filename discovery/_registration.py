@@ -168,20 +168,19 @@ class Registration:
         """Deregister now: watchers see REMOVED at once, not after the ttl. Idempotent.
 
         Raises:
-            BackendError: the server could not be told; the instance then
-                expires after its ttl.
+            BackendError: the server could not be told; the registration stays
+                open (and alive in the background), so calling close() again
+                retries.
         """
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
             session = self._session
-        self._registry._forget(self)
-        try:
             if session is not None and session.alive:
                 self._registry.backend.delete(self.key, session)
-        finally:
-            self._set_alive(False)
+            self._closed = True
+        self._registry._forget(self)
+        self._set_alive(False)
 
     def __enter__(self) -> Registration:
         return self

@@ -353,6 +353,7 @@ class Watch:
         """
         updates: dict[str, _Known | None] = {}
         events: list[Event] = []
+        emitted = self._emitted
         for change in batch.changes:
             if change.mod_revision <= self._floor:
                 continue
@@ -362,7 +363,7 @@ class Watch:
             known = updates[change.key] if change.key in updates else self._known.get(change.key)
             if known is not None and change.mod_revision <= known.mod_revision:
                 continue
-            revision = max(self._emitted, change.mod_revision)
+            revision = emitted = max(emitted, change.mod_revision)
             if change.kind is ChangeKind.DELETE:
                 if known is None:
                     if self._replay and change.key not in updates:
@@ -377,7 +378,7 @@ class Watch:
                 continue
             if self._missed_creation(change, known):
                 return None
-            instance = decode_instance(parsed.service, parsed.name, change.value or b"", change.mod_revision)
+            instance = decode_instance(parsed.service, parsed.name, change.value, change.mod_revision)
             create = change.create_revision or (known.create_revision if known else change.mod_revision)
             if known is not None and create != known.create_revision:
                 old = known.instance

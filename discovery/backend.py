@@ -115,7 +115,10 @@ class Change:
     Attributes:
         kind: put or delete.
         key: the key relative to the root.
-        value: the new value for a put; None for a delete.
+        value: the new value for a put; None for a delete, and for a put
+            whose value the backend could not read before the key was gone
+            again (ZooKeeper: created and deleted between notification and
+            read) — the key existed, its value is unknown.
         create_revision: the incarnation's create revision for a put (0 if unknown).
         mod_revision: the revision of this change.
         expired: for a delete, True if by expiry, False if explicit, None if unknown.

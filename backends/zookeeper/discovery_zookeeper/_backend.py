@@ -1,0 +1,655 @@
+"""The ZooKeeper backend (``zookeeper://h1:2181,h2:2181/root``, alias ``zk://``) on kazoo.
+
+One kazoo client per backend holds one ZooKeeper session at a time. Keys
+below the root are znodes: service paths are persistent znodes with empty
+data, instances are native EPHEMERAL znodes of the client's session holding
+the value, service definitions persistent znodes with data. A put bound to a
+:class:`ZooKeeperSession` replaces an existing node only if its
+``ephemeralOwner`` is the client's current session (the fencing: a node left
+by an older session, or another client's, is never taken for ours). Watches
+are persistent recursive watches (:mod:`discovery_zookeeper._persistent_watch`)
+read into changes by :mod:`discovery_zookeeper._stream`; revisions are zxids.
+kazoo drops every watch when its connection drops, even inside the session
+timeout, and never replays them, so each open stream ends with
+``Gap("connection-loss")`` and the core re-lists; when the session is lost the
+client starts a new one by itself, and every :class:`ZooKeeperSession` of the
+old one turns not alive so the core puts its registrations again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import BadVersionError, NoAuthError, NodeExistsError, NoNodeError, UnimplementedError
+from kazoo.protocol.states import KazooState, KeeperState
+from kazoo.retry import KazooRetry
+
+from discovery.backend import Backend, ChangeStream, Listing, Option, Record, Session, Target, key_held
+from discovery.capabilities import Capability
+from discovery.errors import BackendError, BackendUnavailable, InvalidOption, SessionExpired, Unsupported
+from discovery_zookeeper._errors import BACKEND, boundary
+from discovery_zookeeper._paths import Namespace, join, parent
+from discovery_zookeeper._persistent_watch import PersistentWatches
+from discovery_zookeeper._stream import FinishedStream, ZooKeeperChangeStream
+
+__all__ = ["MIN_WATCH_VERSION", "ZooKeeperBackend", "ZooKeeperSession"]
+
+_log = logging.getLogger("discovery.zookeeper")
+
+MIN_WATCH_VERSION = (3, 6)
+"""The oldest ZooKeeper with persistent recursive watches (``addWatch``)."""
+
+_VERSION = re.compile(r"Zookeeper version:\s*(\d+)\.(\d+)(?:\.(\d+))?")
+_DEAD_STATES = frozenset({KeeperState.CLOSED, KeeperState.AUTH_FAILED})
+
+
+def _seconds(name: str, value: object) -> float:
+    """A positive duration option.
+
+    Raises:
+        InvalidOption: not a positive number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidOption(name, value, "expected a positive number of seconds")
+    return float(value)
+
+
+class ZooKeeperSession(Session):
+    """A registry session bound to the kazoo client's current ZooKeeper session.
+
+    ZooKeeper has one session per connection, with the timeout negotiated at
+    connect (the ``session_timeout`` option): the ``ttl`` asked for is kept
+    for the core but does not change how long instances outlive a crash.
+    Several sessions of one backend share the ZooKeeper session. Keys put
+    under this session are remembered so that :meth:`close` can remove them.
+
+    Args:
+        backend: the backend that opened it.
+        ttl: the ttl asked for, advisory.
+        session_id: the ZooKeeper session id it is bound to.
+    """
+
+    def __init__(self, backend: ZooKeeperBackend, ttl: float, session_id: int) -> None:
+        super().__init__(ttl)
+        self.session_id = session_id
+        self._backend = backend
+        self._keys: set[str] = set()
+        self._keys_lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        """The ZooKeeper session id, in hex (``0x100004f2a1c0000``)."""
+        return f"0x{self.session_id:x}"
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The keys put under this session and not deleted since."""
+        with self._keys_lock:
+            return frozenset(self._keys)
+
+    def _track(self, key: str, held: bool) -> None:
+        with self._keys_lock:
+            if held:
+                self._keys.add(key)
+            else:
+                self._keys.discard(key)
+
+    def close(self) -> None:
+        """Delete the keys this session holds, then turn not alive; the ZooKeeper session goes on. Idempotent.
+
+        Raises:
+            BackendError: a delete failed; the keys then go when the ZooKeeper session ends.
+        """
+        try:
+            if self.alive:
+                for key in sorted(self.keys):
+                    self._backend.delete(key, self)
+        finally:
+            self._backend._forget(self)
+            self._set_alive(False)
+
+    def __repr__(self) -> str:
+        return f"<ZooKeeperSession {self.id} alive={self.alive} ttl={self.ttl:g}>"
+
+
+class ZooKeeperBackend(Backend):
+    """The registry on a ZooKeeper ensemble (3.6 or newer for watches), through kazoo.
+
+    Connects in the constructor and creates the root znode if it is missing.
+
+    Args:
+        target: hosts, root and options, parsed from the URL by the core.
+
+    Raises:
+        InvalidOption: a timeout that is not a positive number.
+        BackendUnavailable: no server could be reached within ``connect_timeout``.
+        AuthenticationFailed: the server refused the credentials.
+        BackendError: the root could not be created.
+    """
+
+    name: ClassVar[str] = "zookeeper"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.NATIVE_EPHEMERAL})
+    default_port: ClassVar[int] = 2181
+    options: ClassVar[Mapping[str, Option]] = {
+        "session_timeout": Option(
+            float, 10.0, "ZooKeeper session timeout, seconds: how long instances outlive a crash"
+        ),
+        "connect_timeout": Option(float, 10.0, "seconds to wait for a connection to the ensemble"),
+        "auth_digest": Option(str, "", "digest credentials 'user:password' added to the connection"),
+        "use_ssl": Option(bool, False, "connect with TLS"),
+        "ca": Option(str, "", "TLS: CA certificate file"),
+        "certfile": Option(str, "", "TLS: client certificate file"),
+        "keyfile": Option(str, "", "TLS: client key file"),
+        "verify_certs": Option(bool, True, "TLS: verify the server's certificate"),
+    }
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        values = {name: target.options.get(name, option.default) for name, option in self.options.items()}
+        self._session_timeout = _seconds("session_timeout", values["session_timeout"])
+        self._connect_timeout = _seconds("connect_timeout", values["connect_timeout"])
+        self._request_timeout = self._session_timeout + self._connect_timeout
+        self._namespace = Namespace(target.root)
+        self._client_options = self._kazoo_options(values)
+        self._state = threading.Condition()
+        self._sessions: list[ZooKeeperSession] = []
+        self._closed = False
+        self._abandoned = False
+        self._floor = 0
+        self._version: tuple[int, int] | None = None
+        self._version_checked = False
+        self._client = KazooClient(**self._client_options)
+        self._watches = PersistentWatches(self._client)
+        self._client.add_listener(self._state_changed)
+        try:
+            self._client.start(timeout=self._connect_timeout)
+        except self._client.handler.timeout_exception as exc:
+            self._release()
+            raise BackendUnavailable(
+                BACKEND, f"no server of {self._hosts()} answered within {self._connect_timeout:g} s", exc
+            ) from exc
+        try:
+            if self._namespace.root != "/":
+                with boundary(f"create root {self._namespace.root}"):
+                    self._wait(self._client.ensure_path_async(self._namespace.root))
+        except BaseException:
+            self._release()
+            raise
+
+    # -- Backend primitives ------------------------------------------------------
+
+    def list(self, prefix: str) -> Listing:
+        """Read every record under ``prefix``: ephemeral znodes and znodes with data.
+
+        Persistent znodes with empty data (service paths) are not records. The
+        listing is many reads, not one snapshot; its revision is the largest
+        zxid the reads saw (``czxid``, ``mzxid``, ``pzxid``), never below an
+        earlier listing's.
+
+        Args:
+            prefix: ``""`` or a key prefix ending with ``/``.
+
+        Returns:
+            The records with ``create_revision=czxid``, ``mod_revision=mzxid``.
+
+        Raises:
+            BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
+            BackendTimeout: the server did not answer in time.
+            AuthenticationFailed: a znode on the path refuses this client.
+            BackendError: another read failure.
+        """
+        base = self._namespace.base(prefix)
+        records: list[Record] = []
+        revision = self._floor
+        self._await_connection()
+        with boundary(f"list {prefix!r}"):
+            frontier = [base]
+            first = True
+            while frontier:
+                listings = [(path, self._client.get_children_async(path, include_data=True)) for path in frontier]
+                reads: list[tuple[str, Any]] = []
+                for path, result in listings:
+                    try:
+                        children, stat = self._wait(result)
+                    except NoNodeError:
+                        if first:
+                            revision = max(revision, self._nearest_pzxid(parent(base)))
+                        continue
+                    revision = max(revision, stat.czxid, stat.mzxid, stat.pzxid)
+                    for child in children:
+                        child_path = join(path, child)
+                        if self._namespace.key(child_path) is not None:
+                            reads.append((child_path, self._client.get_async(child_path)))
+                first = False
+                frontier = []
+                for path, result in reads:
+                    try:
+                        data, stat = self._wait(result)
+                    except (NoNodeError, NoAuthError):
+                        continue
+                    revision = max(revision, stat.czxid, stat.mzxid, stat.pzxid)
+                    key = self._namespace.key(path)
+                    if key is not None and (stat.ephemeralOwner or data):
+                        records.append(Record(key, bytes(data), stat.czxid, stat.mzxid))
+                    if stat.numChildren:
+                        frontier.append(path)
+        with self._state:
+            self._floor = revision = max(self._floor, revision)
+        return Listing(revision, tuple(records))
+
+    def watch(self, prefix: str, after_revision: int | None) -> ChangeStream:
+        """Open a persistent recursive watch below ``prefix``; returns once the server acknowledged it.
+
+        Args:
+            prefix: ``""`` or a key prefix ending with ``/``; its znode need not exist.
+            after_revision: ZooKeeper cannot resume from a past revision, so
+                anything but None gives a stream whose only item is
+                ``Gap("no-resume")``.
+
+        Returns:
+            The stream of changes below the prefix.
+
+        Raises:
+            Unsupported: the server is older than ZooKeeper 3.6 (no ``addWatch``).
+            BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
+            BackendTimeout: the server did not acknowledge in time.
+            BackendError: the server refused the watch.
+        """
+        if after_revision is not None:
+            return FinishedStream("no-resume")
+        self._await_connection()
+        self._require_persistent_watches()
+        base = self._namespace.base(prefix)
+        stream = ZooKeeperChangeStream(self._client, self._namespace, base, self._request_timeout, self._is_dead)
+        try:
+            with boundary(f"watch {prefix!r}"):
+                subscription = self._watches.add(base, stream, timeout=self._request_timeout)
+        except BackendError as exc:
+            if isinstance(exc.orig, UnimplementedError):
+                raise self._unsupported("the server") from exc.orig
+            raise
+        stream.attach(lambda: self._watches.remove(subscription))
+        return stream
+
+    def open_session(self, ttl: float) -> ZooKeeperSession:
+        """Bind a session to the client's current ZooKeeper session, waiting for a connection if needed.
+
+        Args:
+            ttl: advisory: ZooKeeper's session timeout is per connection (the
+                ``session_timeout`` option), not per registration.
+
+        Returns:
+            The session; it turns not alive when the ZooKeeper session is lost.
+
+        Raises:
+            BackendUnavailable: no connection within ``connect_timeout``.
+        """
+        deadline = time.monotonic() + self._connect_timeout
+        with self._state:
+            session_id = self._current_session_id(deadline)
+            session = ZooKeeperSession(self, ttl, session_id)
+            self._sessions.append(session)
+            return session
+
+    def put(self, key: str, value: bytes, session: Session | None) -> int:
+        """Write a key; with a session, as an ephemeral znode of the current ZooKeeper session.
+
+        Missing parents are created as persistent znodes with empty data.
+
+        Args:
+            key: the key relative to the root.
+            value: the bytes to store.
+            session: None for a persistent znode (created or overwritten);
+                else a session of this backend: the ephemeral znode is created,
+                or replaced if its ``ephemeralOwner`` is this session.
+
+        Returns:
+            The zxid of the write (the znode's new ``mzxid``).
+
+        Raises:
+            AlreadyRegistered: the znode exists and is not an ephemeral of this session.
+            SessionExpired: the session is no longer the client's ZooKeeper session.
+            BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
+            BackendTimeout: the server did not answer in time.
+            AuthenticationFailed: the ACL refuses this client.
+            BackendError: another failure (e.g. a parent is itself ephemeral).
+        """
+        path = self._namespace.path(key)
+        self._await_connection()
+        if session is None:
+            with boundary(f"put {key}"):
+                return self._put_persistent(path, value)
+        owned = self._own(session)
+        with boundary(f"put {key}"):
+            revision = self._put_ephemeral(key, path, value, owned)
+        owned._track(key, True)
+        return revision
+
+    def delete(self, key: str, session: Session | None = None) -> bool:
+        """Delete a key; with ``session``, only while its znode is an ephemeral of that session.
+
+        Args:
+            key: the key relative to the root.
+            session: None to delete whatever is there; else a session of this backend.
+
+        Returns:
+            Whether a znode was deleted.
+
+        Raises:
+            BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
+            BackendTimeout: the server did not answer in time.
+            AuthenticationFailed: the ACL refuses this client.
+            BackendError: another failure (e.g. the znode has children).
+        """
+        path = self._namespace.path(key)
+        self._await_connection()
+        if session is None:
+            with boundary(f"delete {key}"):
+                try:
+                    self._wait(self._client.delete_async(path))
+                except NoNodeError:
+                    return False
+                return True
+        if not isinstance(session, ZooKeeperSession) or session._backend is not self or not session.alive:
+            return False
+        with boundary(f"delete {key}"):
+            deleted = self._delete_owned(path, session.session_id)
+        session._track(key, False)
+        return deleted
+
+    def close(self) -> None:
+        """Stop the client: the ZooKeeper session ends and its ephemeral znodes go. Idempotent."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+        self._client.remove_listener(self._state_changed)
+        self._watches.close()
+        self._release()
+        self._sessions_lost(in_background=False)
+
+    def abandon(self) -> None:
+        """Drop the connection without ending the session, as a crashed process would.
+
+        The server expires the session, and removes its ephemeral znodes, after
+        the session timeout. The backend is unusable afterwards; :meth:`close`
+        still releases it.
+        """
+        with self._state:
+            self._abandoned = True
+        self._client._stopped.set()
+        self._shutdown_socket()
+        self._client._connection.stop(self._connect_timeout)
+
+    def server_version(self) -> str:
+        """The version of the server the client is connected to (``"3.8.0"``), from the ``srvr`` command.
+
+        Returns:
+            The version, or ``"unknown"`` when the server does not answer ``srvr``.
+        """
+        try:
+            answer = self._client.command(b"srvr")
+        except Exception:  # a report must not fail because a four-letter word is disabled
+            return "unknown"
+        match = _VERSION.search(answer)
+        if match is None:
+            return "unknown"
+        return ".".join(part for part in match.groups() if part is not None)
+
+    # -- fault injection ---------------------------------------------------------
+
+    def expire_session(self) -> None:
+        """Make the server expire this client's ZooKeeper session, as a long partition would.
+
+        Another connection takes over the session and closes it; this client
+        then finds its session expired, reports its sessions lost and starts a
+        new ZooKeeper session. For tests and the conformance suite.
+
+        Raises:
+            BackendUnavailable: not connected, or the other connection failed.
+        """
+        client_id = self._client.client_id
+        if client_id is None:
+            raise BackendUnavailable(BACKEND, "not connected: no session to expire")
+        other = KazooClient(**{**self._client_options, "client_id": client_id})
+        try:
+            with boundary("expire session"):
+                other.start(timeout=self._connect_timeout)
+                other.stop()
+        finally:
+            other.close()
+
+    def drop_connection(self) -> None:
+        """Cut the client's connection under it, as a network blip would; kazoo reconnects within the session.
+
+        Every open stream then reports ``Gap("connection-loss")``; sessions stay
+        alive. For tests and the conformance suite.
+
+        Raises:
+            BackendUnavailable: not connected.
+        """
+        self._check_usable()
+        if not self._shutdown_socket():
+            raise BackendUnavailable(BACKEND, "not connected: no connection to drop")
+
+    @property
+    def session_id(self) -> int | None:
+        """The client's current ZooKeeper session id, None while it has none."""
+        client_id = self._client.client_id
+        return None if client_id is None else int(client_id[0])
+
+    # -- internals ---------------------------------------------------------------
+
+    def _kazoo_options(self, values: Mapping[str, object]) -> dict[str, Any]:
+        digest = str(values["auth_digest"])
+        return {
+            "hosts": self._hosts(),
+            "timeout": self._session_timeout,
+            "connection_retry": KazooRetry(max_tries=-1, delay=0.05, backoff=2, max_jitter=0.1, max_delay=1.0),
+            "auth_data": [("digest", digest)] if digest else None,
+            "use_ssl": bool(values["use_ssl"]),
+            "ca": str(values["ca"]) or None,
+            "certfile": str(values["certfile"]) or None,
+            "keyfile": str(values["keyfile"]) or None,
+            "verify_certs": bool(values["verify_certs"]),
+        }
+
+    def _hosts(self) -> str:
+        return ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.target.hosts)
+
+    def _shutdown_socket(self) -> bool:
+        sock = self._client._connection._socket
+        if sock is None:
+            return False
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def _wait(self, result: Any) -> Any:
+        return result.get(timeout=self._request_timeout)
+
+    def _release(self) -> None:
+        try:
+            self._client.stop()
+            self._client.close()
+        except Exception:  # releasing must not raise; the threads are daemons
+            _log.debug("stopping the kazoo client failed", exc_info=True)
+
+    def _is_dead(self) -> bool:
+        return self._closed or self._client.client_state in _DEAD_STATES
+
+    def _check_usable(self) -> None:
+        if self._closed or self._abandoned:
+            raise BackendUnavailable(BACKEND, "the backend is closed")
+
+    def _await_connection(self) -> None:
+        """Wait up to ``connect_timeout`` for a connection: kazoo would queue a request until one is back.
+
+        Raises:
+            BackendUnavailable: the backend is closed, or still not connected.
+        """
+        deadline = time.monotonic() + self._connect_timeout
+        with self._state:
+            while True:
+                self._check_usable()
+                if self._client.connected:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackendUnavailable(BACKEND, f"not connected to {self._hosts()}")
+                self._state.wait(remaining)
+
+    def _state_changed(self, state: str) -> None:
+        # Called on kazoo's connection thread: never block here.
+        with self._state:
+            self._state.notify_all()
+        if state == KazooState.LOST:
+            self._sessions_lost(in_background=True)
+
+    def _sessions_lost(self, in_background: bool) -> None:
+        with self._state:
+            lost, self._sessions = self._sessions, []
+        if not lost:
+            return
+
+        def report() -> None:
+            for session in lost:
+                session._set_alive(False)
+
+        if in_background:
+            threading.Thread(target=report, name="discovery-zookeeper-session-lost", daemon=True).start()
+        else:
+            report()
+
+    def _forget(self, session: ZooKeeperSession) -> None:
+        with self._state:
+            if session in self._sessions:
+                self._sessions.remove(session)
+
+    def _current_session_id(self, deadline: float) -> int:
+        """The client's session id, waiting for a connection until ``deadline``. Caller holds ``_state``."""
+        while True:
+            self._check_usable()
+            client_id = self._client.client_id
+            if client_id is not None:
+                return int(client_id[0])
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendUnavailable(BACKEND, f"not connected to {self._hosts()}")
+            self._state.wait(remaining)
+
+    def _own(self, session: Session) -> ZooKeeperSession:
+        """The session as ours, if it is still bound to the client's current ZooKeeper session.
+
+        Raises:
+            SessionExpired: the session is closed, or the ZooKeeper session it was bound to is gone.
+            BackendUnavailable: no connection within ``connect_timeout`` to tell.
+        """
+        if not isinstance(session, ZooKeeperSession) or session._backend is not self:
+            raise SessionExpired(BACKEND, f"session {session.id} was not opened by this backend")
+        if not session.alive:
+            raise SessionExpired(BACKEND, f"session {session.id} is closed or lost")
+        with self._state:
+            current = self._current_session_id(time.monotonic() + self._connect_timeout)
+        if current != session.session_id:
+            raise SessionExpired(BACKEND, f"session {session.id} expired; the client now has 0x{current:x}")
+        return session
+
+    def _put_persistent(self, path: str, value: bytes) -> int:
+        while True:
+            try:
+                _, stat = self._wait(self._client.create_async(path, value, makepath=True, include_data=True))
+                return int(stat.mzxid)
+            except NodeExistsError:
+                pass
+            try:
+                stat = self._wait(self._client.set_async(path, value))
+                return int(stat.mzxid)
+            except NoNodeError:
+                continue
+
+    def _put_ephemeral(self, key: str, path: str, value: bytes, session: ZooKeeperSession) -> int:
+        while True:
+            try:
+                _, stat = self._wait(
+                    self._client.create_async(path, value, ephemeral=True, makepath=True, include_data=True)
+                )
+            except NodeExistsError:
+                pass
+            else:
+                if stat.ephemeralOwner != session.session_id:
+                    # The session changed while the request waited: the znode belongs to the new one.
+                    raise SessionExpired(BACKEND, f"session {session.id} expired while writing {key}")
+                return int(stat.mzxid)
+            try:
+                _, stat = self._wait(self._client.get_async(path))
+            except NoNodeError:
+                continue
+            if stat.ephemeralOwner != session.session_id:
+                raise key_held(key)
+            # ZooKeeper can condition a write on the data version only, not on the owner: the
+            # version guards against our own concurrent writes; only a delete plus a re-create by
+            # another session at the same version, between these two requests, could slip through.
+            try:
+                stat = self._wait(self._client.set_async(path, value, version=stat.version))
+            except (NoNodeError, BadVersionError):
+                continue
+            return int(stat.mzxid)
+
+    def _delete_owned(self, path: str, session_id: int) -> bool:
+        while True:
+            try:
+                _, stat = self._wait(self._client.get_async(path))
+            except NoNodeError:
+                return False
+            if stat.ephemeralOwner != session_id:
+                return False
+            try:
+                self._wait(self._client.delete_async(path, version=stat.version))
+            except NoNodeError:
+                return False
+            except BadVersionError:
+                continue
+            return True
+
+    def _nearest_pzxid(self, path: str) -> int:
+        while True:
+            stat = self._wait(self._client.exists_async(path))
+            if stat is not None:
+                return int(stat.pzxid)
+            path = parent(path)
+
+    def _require_persistent_watches(self) -> None:
+        """Refuse early, with the version in the message, when ``srvr`` names a server older than 3.6.
+
+        Asked once per backend; when ``srvr`` is disabled the ``addWatch``
+        reply itself (``UnimplementedError``) tells.
+        """
+        if not self._version_checked:
+            match = _VERSION.search(self._srvr())
+            self._version = None if match is None else (int(match.group(1)), int(match.group(2)))
+            self._version_checked = True
+        if self._version is not None and self._version < MIN_WATCH_VERSION:
+            raise self._unsupported("ZooKeeper {}.{}".format(*self._version))
+
+    def _srvr(self) -> str:
+        try:
+            return str(self._client.command(b"srvr"))
+        except Exception:  # the version check is a courtesy; addWatch itself is the real test
+            return ""
+
+    def _unsupported(self, server: str) -> Unsupported:
+        required = ".".join(map(str, MIN_WATCH_VERSION))
+        return Unsupported(
+            f"complete watches: persistent recursive watches (addWatch) need ZooKeeper {required} or newer, "
+            f"and {server} is older",
+            self.name,
+        )

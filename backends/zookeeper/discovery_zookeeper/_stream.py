@@ -1,0 +1,369 @@
+"""The raw change stream of the ZooKeeper backend: notifications of a persistent watch, completed by reads.
+
+A ZooKeeper 3.8 notification says only "this path was created / changed /
+deleted", without data or zxid, so the stream reads after each one:
+
+- created or changed: ``getData`` gives the current value with ``czxid`` and
+  ``mzxid``, which become the change's create and modify revisions. If the
+  node is no record (persistent with empty data: a service path) nothing is
+  emitted; if a changed node just turned into one, a delete is. A read that
+  returns the same ``(czxid, mzxid)`` as the last change emitted for the key
+  emits nothing (several notifications, one latest value).
+- created, but gone before the read: the key existed and its value is lost
+  (ZooKeeper keeps no history). The stream still emits a put, with value
+  None and create revision 0, so a register followed at once by a deregister
+  shows up as both; its revision is the parent's ``pzxid`` read after the
+  notification minus one, which lies between the create and the delete.
+- deleted: the delete's revision is the ``pzxid`` of the nearest existing
+  ancestor, read after the notification (``exists`` of the parent, walking up
+  if the parent is gone too). Deleting a child sets its parent's ``pzxid`` to
+  the deleting zxid, so the value is at least the real deletion zxid and above
+  every ``mzxid`` the deleted incarnation had; later reads only see larger
+  values. Expiry cannot be told from a delete: ``expired`` is None.
+
+Reads are pipelined: every notification waiting in the queue is read at once,
+and notifications that arrive meanwhile join the same batch, so a batch's
+reads see the writes its notifications report. Since a read may see a state
+newer than the next notification's, :func:`order` tightens the approximate
+revisions and sorts each batch into commit order (revisions never decrease
+within a batch; per key they follow the key's history). A batch's revision is
+the largest it holds, forced strictly above the previous batch's (+1, a
+synthetic value) in the rare case where a late notification brings nothing
+newer; ZooKeeper cannot resume from a revision anyway. When the connection
+drops, the queue ends with a marker that becomes ``Gap("connection-loss")``;
+a read failing on a lost connection gives the same gap.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError, NoNodeError
+
+from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap
+from discovery.errors import BackendTimeout, BackendUnavailable, SessionExpired
+from discovery_zookeeper._errors import BACKEND, boundary
+from discovery_zookeeper._paths import Namespace, parent
+from discovery_zookeeper._persistent_watch import Notification, NotificationKind
+
+__all__ = ["FinishedStream", "Observed", "ZooKeeperChangeStream", "order"]
+
+_log = logging.getLogger("discovery.zookeeper")
+
+_MAX_BATCH = 1000
+"""Notifications read for one batch at most; the rest wait for the next call."""
+_POLL = 0.5
+"""Seconds between two checks that the client can still reconnect, while waiting."""
+_CONNECTION_ERRORS = (BackendUnavailable, BackendTimeout, SessionExpired)
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """A change read after a notification.
+
+    Attributes:
+        change: the change.
+        approximate: its revision is an upper bound read after the event, not the event's zxid.
+    """
+
+    change: Change
+    approximate: bool
+
+
+class _Lost:
+    """Queue marker: the connection dropped after the notifications before it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def order(observed: list[Observed], last_revisions: dict[str, int]) -> list[Change]:
+    """Give approximate revisions their tightest safe value, then sort the batch into commit order.
+
+    Every revision is at least the zxid of the event it reports: exact
+    ones are that event's (or a later) ``mzxid``; approximate ones are
+    upper bounds read after the event. Events come in commit order, so an
+    approximate revision can be lowered to the smallest revision of any
+    later observation and stay a bound; a value-less put is kept strictly
+    below its key's next change, and an approximate change strictly above
+    its key's previous one, so that the core never takes a change for a
+    stale repeat. A stable sort on the revisions then orders observations
+    that reads made out of order (a read sees the latest value, which may
+    be newer than the next notification's).
+
+    Args:
+        observed: one batch's observations, in notification order.
+        last_revisions: the stream's last revision per live key; updated.
+
+    Returns:
+        The batch's changes, revisions never decreasing.
+    """
+    bound: int | None = None
+    next_of_key: dict[str, int] = {}
+    clamped: list[Observed] = []
+    for item in reversed(observed):
+        change = item.change
+        revision = change.mod_revision
+        if item.approximate:
+            if bound is not None:
+                revision = min(revision, bound)
+            if change.kind is ChangeKind.PUT and change.key in next_of_key:
+                revision = min(revision, next_of_key[change.key] - 1)
+            change = dataclasses.replace(change, mod_revision=revision)
+        bound = revision if bound is None else min(bound, revision)
+        next_of_key[change.key] = revision
+        clamped.append(Observed(change, item.approximate))
+    clamped.reverse()
+    last = dict(last_revisions)
+    changes: list[Change] = []
+    for item in clamped:
+        change = item.change
+        previous = last.get(change.key)
+        if item.approximate and previous is not None and change.mod_revision <= previous:
+            change = dataclasses.replace(change, mod_revision=previous + 1)
+        last[change.key] = change.mod_revision
+        if change.kind is ChangeKind.DELETE:
+            last_revisions.pop(change.key, None)
+        else:
+            last_revisions[change.key] = change.mod_revision
+        changes.append(change)
+    changes.sort(key=lambda change: change.mod_revision)
+    return changes
+
+
+class FinishedStream(ChangeStream):
+    """A stream whose only item is a gap: what ``watch(prefix, after_revision)`` returns, since ZooKeeper cannot resume.
+
+    Args:
+        reason: the gap's reason (``no-resume``).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self._gap = Gap(reason)
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        """Return the gap, every time."""
+        return self._gap
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ZooKeeperChangeStream(ChangeStream):
+    """Changes below one znode, from the notifications of a persistent recursive watch.
+
+    It is the watch's subscriber (:meth:`notify`, :meth:`lost`, called on
+    kazoo's connection thread) and the core's :class:`ChangeStream`
+    (:meth:`next`, :meth:`close`, called on the core's thread).
+
+    Args:
+        client: the connected kazoo client that reads.
+        namespace: maps paths to keys.
+        base: the watched znode; changes strictly below it are delivered.
+        request_timeout: seconds a read may take.
+        dead: tells whether the client is closed for good (it cannot reconnect).
+    """
+
+    def __init__(
+        self,
+        client: KazooClient,
+        namespace: Namespace,
+        base: str,
+        request_timeout: float,
+        dead: Callable[[], bool],
+    ) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._below = base.rstrip("/") + "/"
+        self._request_timeout = request_timeout
+        self._dead = dead
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Notification | _Lost] = collections.deque()
+        self._gap: Gap | None = None
+        self._closed = False
+        self._on_close: Callable[[], None] | None = None
+        self._revision = 0
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._last: dict[str, int] = {}
+
+    # -- subscriber side (kazoo's connection thread) ---------------------------
+
+    def notify(self, notification: Notification) -> None:
+        """Queue one notification."""
+        with self._cond:
+            self._queue.append(notification)
+            self._cond.notify_all()
+
+    def lost(self, reason: str) -> None:
+        """Queue the end of the stream: after what is queued, :meth:`next` returns a gap."""
+        with self._cond:
+            self._queue.append(_Lost(reason))
+            self._cond.notify_all()
+
+    # -- consumer side ---------------------------------------------------------
+
+    def attach(self, on_close: Callable[[], None]) -> None:
+        """Set what :meth:`close` calls to end the server-side watch."""
+        self._on_close = on_close
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        """Wait for the next batch of changes, or the gap that ends the stream.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            A batch, a gap (then every later call returns it again), or None
+            when nothing arrived in time.
+
+        Raises:
+            BackendUnavailable: the client is closed for good and cannot reconnect.
+            BackendError: a read failed for another reason than the connection.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            notes = self._take(deadline)
+            if notes is None or isinstance(notes, Gap):
+                return notes
+            try:
+                observed = self._read(notes)
+                while len(notes) < _MAX_BATCH:
+                    more = self._take_ready(_MAX_BATCH - len(notes))
+                    if not more:
+                        break
+                    notes.extend(more)
+                    observed.extend(self._read(more))
+            except _CONNECTION_ERRORS as exc:
+                _log.info("zookeeper stream below %r: read failed (%s); reporting a gap", self._below, exc)
+                return self._finish("connection-loss")
+            if observed:
+                return self._batch(order(observed, self._last))
+            if time.monotonic() >= deadline:
+                return None
+
+    def close(self) -> None:
+        """Remove the watch (shared ones stay for other streams). Idempotent; never raises."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            on_close, self._on_close = self._on_close, None
+            self._cond.notify_all()
+        if on_close is not None:
+            try:
+                on_close()
+            except Exception:  # closing must never raise; the watch ends with the connection anyway
+                _log.debug("zookeeper stream below %r: removing the watch failed", self._below, exc_info=True)
+
+    # -- internals -------------------------------------------------------------
+
+    def _finish(self, reason: str) -> Gap:
+        with self._cond:
+            if self._gap is None:
+                self._gap = Gap(reason)
+                self._queue.clear()
+            return self._gap
+
+    def _take(self, deadline: float) -> list[Notification] | Gap | None:
+        """Wait for queued notifications (all up to the next marker), a gap, or the deadline."""
+        with self._cond:
+            while True:
+                if self._gap is not None:
+                    return self._gap
+                if self._queue:
+                    break
+                if self._closed:
+                    return None
+                if self._dead():
+                    raise BackendUnavailable(BACKEND, f"the client is closed; the stream below {self._below!r} ended")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(min(remaining, _POLL))
+            first = self._queue[0]
+            if isinstance(first, _Lost):
+                self._gap = Gap(first.reason)
+                self._queue.clear()
+                return self._gap
+            return self._pop_notifications(_MAX_BATCH)
+
+    def _take_ready(self, limit: int) -> list[Notification]:
+        with self._cond:
+            return self._pop_notifications(limit)
+
+    def _pop_notifications(self, limit: int) -> list[Notification]:
+        """Pop queued notifications up to a marker or ``limit``. Caller holds the lock."""
+        notes: list[Notification] = []
+        while self._queue and len(notes) < limit:
+            item = self._queue[0]
+            if isinstance(item, _Lost):
+                break
+            notes.append(item)
+            self._queue.popleft()
+        return notes
+
+    def _read(self, notes: list[Notification]) -> list[Observed]:
+        """Read what each notification reports, pipelined; the observations come in notification order."""
+        pending: list[tuple[Notification, str, Any]] = []
+        with boundary(f"read below {self._below!r}"):
+            for note in notes:
+                key = self._namespace.key(note.path)
+                if key is None or not note.path.startswith(self._below):
+                    continue
+                if note.kind in (NotificationKind.CREATED, NotificationKind.DATA_CHANGED):
+                    pending.append((note, key, self._client.get_async(note.path)))
+                elif note.kind is NotificationKind.DELETED:
+                    pending.append((note, key, self._client.exists_async(parent(note.path))))
+            observed: list[Observed] = []
+            for note, key, result in pending:
+                item = self._observe(note, key, result)
+                if item is not None:
+                    observed.append(item)
+            return observed
+
+    def _observe(self, note: Notification, key: str, result: Any) -> Observed | None:
+        if note.kind is NotificationKind.DELETED:
+            stat = result.get(timeout=self._request_timeout)
+            revision = stat.pzxid if stat is not None else self._nearest_pzxid(parent(parent(note.path)))
+            self._seen.pop(key, None)
+            return Observed(Change(ChangeKind.DELETE, key, None, 0, revision, None), approximate=True)
+        try:
+            data, stat = result.get(timeout=self._request_timeout)
+        except NoAuthError:
+            return None
+        except NoNodeError:
+            if note.kind is not NotificationKind.CREATED:
+                return None
+            self._seen.pop(key, None)
+            revision = self._nearest_pzxid(parent(note.path)) - 1
+            return Observed(Change(ChangeKind.PUT, key, None, 0, revision), approximate=True)
+        if not stat.ephemeralOwner and not data:
+            if note.kind is NotificationKind.CREATED:
+                return None
+            self._seen.pop(key, None)
+            return Observed(Change(ChangeKind.DELETE, key, None, 0, stat.mzxid, None), approximate=False)
+        revisions = (stat.czxid, stat.mzxid)
+        if self._seen.get(key) == revisions:
+            return None
+        self._seen[key] = revisions
+        return Observed(Change(ChangeKind.PUT, key, bytes(data), stat.czxid, stat.mzxid), approximate=False)
+
+    def _nearest_pzxid(self, path: str) -> int:
+        """The ``pzxid`` of ``path`` or, if it is gone, of its nearest existing ancestor (``/`` always exists)."""
+        while True:
+            stat = self._client.exists_async(path).get(timeout=self._request_timeout)
+            if stat is not None:
+                return int(stat.pzxid)
+            path = parent(path)
+
+    def _batch(self, changes: list[Change]) -> Batch:
+        revision = max(change.mod_revision for change in changes)
+        self._revision = max(revision, self._revision + 1)
+        return Batch(self._revision, tuple(changes))
