@@ -1,0 +1,306 @@
+"""What the v3 and v2 etcd backends share: options, settings, the key space and the threaded stream.
+
+Both backends accept the same options (timeout, TLS files, credentials,
+protocol), map keys relative to the registry root onto etcd keys the same
+way (``buzz/api/host-1`` is ``<root>/buzz/api/host-1``), and read their
+change stream the same way: a reader thread per stream turns the server's
+answers into :class:`~discovery.backend.Batch` and :class:`~discovery.backend.Gap`
+items on a bounded queue, so ``next(timeout)`` can time out and ``close()``
+can end the HTTP response (by shutting its socket down) and the thread at
+once. A full queue blocks the reader, which pushes back on etcd instead of
+dropping anything: a v3 watcher then falls behind on the server and
+catches up from history (or is cancelled by compaction: a Gap); a v2
+watcher falls out of the 1000-event window (a Gap).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import queue
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import requests
+
+from discovery.backend import Batch, ChangeStream, Gap, Option, Target
+from discovery.errors import BackendUnavailable, DiscoveryError, InvalidOption, RegistryClosed
+
+__all__ = [
+    "KeySpace",
+    "OPTIONS",
+    "QueuedStream",
+    "Settings",
+    "abort_response",
+    "fetch_version",
+    "make_http",
+    "wait_forever",
+]
+
+_log = logging.getLogger(__name__)
+
+OPTIONS: Mapping[str, Option] = {
+    "timeout": Option(float, 5.0, "seconds to wait for an answer from etcd"),
+    "protocol": Option(str, "", "http or https; when empty, https if ca, cert or key is set, else http"),
+    "ca": Option(str, "", "CA bundle file that verifies the server's certificate (implies https)"),
+    "cert": Option(str, "", "client certificate file (implies https)"),
+    "key": Option(str, "", "client private key file, for cert (implies https)"),
+    "user": Option(str, "", "user name for etcd authentication"),
+    "password": Option(str, "", "password for etcd authentication"),
+}
+"""The options both etcd backends accept, from the URL query, the config file or keywords."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A backend's connection settings, read from its :class:`~discovery.backend.Target`.
+
+    Attributes:
+        protocol: ``http`` or ``https``.
+        hosts: ``(host, port)`` pairs, tried in this order.
+        timeout: seconds to wait for an answer.
+        ca: CA bundle path, or ``""`` for the system's.
+        cert: client certificate path, or ``""``.
+        key: client key path, or ``""``.
+        user: user name, or ``""`` for no authentication.
+        password: the user's password.
+    """
+
+    protocol: str
+    hosts: tuple[tuple[str, int], ...]
+    timeout: float
+    ca: str
+    cert: str
+    key: str
+    user: str
+    password: str
+
+    default_port: ClassVar[int] = 2379
+
+    @classmethod
+    def from_target(cls, target: Target) -> Settings:
+        """Read and check the options of ``target``.
+
+        Raises:
+            InvalidOption: a value cannot be used (bad protocol, timeout not positive).
+        """
+        options = target.options
+
+        def text(name: str) -> str:
+            value = options.get(name, OPTIONS[name].default)
+            return "" if value is None else str(value)
+
+        try:
+            timeout = float(str(options.get("timeout", OPTIONS["timeout"].default)))
+        except ValueError:
+            raise InvalidOption("timeout", options.get("timeout"), "expected a number of seconds") from None
+        if timeout <= 0:
+            raise InvalidOption("timeout", timeout, "must be positive")
+        ca, cert, key = text("ca"), text("cert"), text("key")
+        protocol = text("protocol").lower() or ("https" if ca or cert or key else "http")
+        if protocol not in ("http", "https"):
+            raise InvalidOption("protocol", protocol, "expected http or https")
+        if key and not cert:
+            raise InvalidOption("key", key, "a client key needs a client certificate (cert)")
+        hosts = target.hosts or (("127.0.0.1", cls.default_port),)
+        return cls(protocol, hosts, timeout, ca, cert, key, text("user"), text("password"))
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The base URLs, ``http://127.0.0.1:2379``, in the URL's order."""
+        return tuple(f"{self.protocol}://{f'[{host}]' if ':' in host else host}:{port}" for host, port in self.hosts)
+
+    @property
+    def verify(self) -> bool | str:
+        """The ``verify`` argument of requests: the CA bundle, or True for the system's."""
+        return self.ca or True
+
+    @property
+    def client_cert(self) -> tuple[str, str] | str | None:
+        """The ``cert`` argument of requests: ``(cert, key)``, a combined file, or None."""
+        if not self.cert:
+            return None
+        return (self.cert, self.key) if self.key else self.cert
+
+
+def make_http(settings: Settings) -> requests.Session:
+    """A requests session with the TLS settings applied (no credentials: each API authenticates its own way)."""
+    http = requests.Session()
+    http.verify = settings.verify
+    http.cert = settings.client_cert
+    http.trust_env = False
+    return http
+
+
+def fetch_version(http: requests.Session, settings: Settings) -> str:
+    """The etcd server version from ``/version`` of the first endpoint that answers; ``"unknown"`` if none."""
+    for endpoint in settings.endpoints:
+        try:
+            answer = http.get(f"{endpoint}/version", timeout=settings.timeout)
+            answer.raise_for_status()
+            return str(answer.json()["etcdserver"])
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            _log.debug("version from %s failed: %s", endpoint, exc)
+    return "unknown"
+
+
+class KeySpace:
+    """Maps keys relative to the registry root onto etcd keys and back.
+
+    Args:
+        root: the root, like ``/services``; ``""`` puts keys at ``/<key>``.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+
+    def full(self, key: str) -> str:
+        """The etcd key of a relative key (or of a prefix ending in ``/``)."""
+        return f"{self.root}/{key}"
+
+    def relative(self, full: str) -> str | None:
+        """The relative key of an etcd key; None if it is not under the root."""
+        head = self.root + "/"
+        return full[len(head) :] if full.startswith(head) else None
+
+
+def _socket(response: requests.Response) -> socket.socket | None:
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def wait_forever(response: requests.Response) -> None:
+    """Lift the read timeout of a streamed response whose start arrived: a quiet stream is not a dead one."""
+    sock = _socket(response)
+    if sock is not None:
+        sock.settimeout(None)
+
+
+def abort_response(response: requests.Response | None) -> None:
+    """End a streamed HTTP response now, even while another thread is blocked reading it.
+
+    Closing a socket does not wake a thread blocked in ``recv`` on it;
+    shutting it down does. Never raises.
+    """
+    if response is None:
+        return
+    sock = _socket(response)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    try:
+        response.close()
+    except Exception as exc:  # closing a half-read response may raise anything from the HTTP stack
+        _log.debug("closing a watch response: %r", exc)
+
+
+class QueuedStream(ChangeStream):
+    """A change stream whose items come from a reader thread through a bounded queue.
+
+    Subclasses implement :meth:`_run` (read the server, :meth:`_emit` items,
+    return when the stream ends or :attr:`_closed` is set) and :meth:`_abort`
+    (wake a blocked :meth:`_run`). An exception escaping :meth:`_run` is
+    translated and raised by :meth:`next`; so is the end of :meth:`_run`
+    without a final item, as a broken stream.
+
+    Args:
+        backend: the backend's name, for errors.
+        thread_name: the reader thread's name.
+        translate: turns a client exception into a discovery error.
+        capacity: how many items may wait in the queue before the reader blocks.
+    """
+
+    _JOIN_SECONDS: ClassVar[float] = 2.0
+
+    def __init__(
+        self,
+        backend: str,
+        thread_name: str,
+        translate: Callable[[BaseException, str, str], DiscoveryError],
+        capacity: int = 1024,
+    ) -> None:
+        self._backend = backend
+        self._translate = translate
+        self._items: queue.Queue[Batch | Gap | DiscoveryError] = queue.Queue(maxsize=capacity)
+        self._closed = threading.Event()
+        self._final: Gap | DiscoveryError | None = None
+        self._ended = False
+        self._thread = threading.Thread(target=self._guarded, name=thread_name, daemon=True)
+
+    @abc.abstractmethod
+    def _run(self) -> None:
+        """Read the server until the stream ends; put items with :meth:`_emit`."""
+
+    @abc.abstractmethod
+    def _abort(self) -> None:
+        """Wake the reader if it is blocked on the server. Never raises."""
+
+    def _start(self) -> None:
+        self._thread.start()
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:
+            if not self._closed.is_set():
+                self._emit(self._translate(exc, self._backend, "watch stream"))
+            return
+        if not self._ended and not self._closed.is_set():
+            self._emit(BackendUnavailable(self._backend, "watch stream ended without a reason"))
+
+    def _emit(self, item: Batch | Gap | DiscoveryError) -> bool:
+        """Queue an item, waiting while the queue is full; False if the stream was closed meanwhile."""
+        while not self._closed.is_set():
+            try:
+                self._items.put(item, timeout=0.2)
+                self._ended = self._ended or not isinstance(item, Batch)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        """Wait for the next item.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            A Batch; a Gap, after which the stream is finished (asking again
+            returns it again); or None when nothing arrived within ``timeout``.
+
+        Raises:
+            BackendUnavailable: the stream broke (connection lost, server gone).
+            BackendError: the server ended the stream for another reason.
+            RegistryClosed: the stream was closed.
+        """
+        final = self._final
+        if isinstance(final, Gap):
+            return final
+        if final is not None:
+            raise final
+        if self._closed.is_set():
+            raise RegistryClosed("change stream closed")
+        try:
+            item = self._items.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+        if isinstance(item, Batch):
+            return item
+        self._final = item
+        if isinstance(item, Gap):
+            return item
+        raise item
+
+    def close(self) -> None:
+        """Stop the reader and end its HTTP response. Idempotent; never raises."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._abort()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(self._JOIN_SECONDS)

@@ -1,0 +1,252 @@
+"""Translation tables: every exception the etcd clients can raise, mapped to discovery's errors.
+
+The tables are data, one entry per client exception class, so a test can
+check that each covers every class ``requests.exceptions``,
+``urllib3.exceptions`` and python-etcd's ``etcd`` module define; a lookup
+walks the raised exception's MRO and takes the first class listed. The JSON
+gateway of etcd v3 reports errors as gRPC status codes with an etcd message,
+turned into :class:`GatewayError` by the v3 client and translated by message
+first (``requested lease not found`` means the session expired), then by
+code. The boundary functions :func:`translate_v3` and :func:`translate_v2`
+build the error with ``.orig`` set; callers ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import etcd
+import requests.exceptions as rex
+import urllib3.exceptions as uex
+
+from discovery.errors import (
+    AuthenticationFailed,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    DiscoveryError,
+    SessionExpired,
+    Unsupported,
+)
+
+__all__ = [
+    "ETCD_ERRORS",
+    "GATEWAY_CODES",
+    "GATEWAY_MESSAGES",
+    "GatewayError",
+    "OTHER_ERRORS",
+    "REQUESTS_ERRORS",
+    "URLLIB3_ERRORS",
+    "V2_DISABLED",
+    "V2_TABLE",
+    "V3_TABLE",
+    "translate_v2",
+    "translate_v3",
+    "v2_disabled",
+]
+
+V2_DISABLED = "etcd v2 API disabled: start etcd with --enable-v2=true (etcd 3.4/3.5)"
+"""What :class:`~discovery.errors.Unsupported` says when the server does not serve ``/v2/keys``."""
+
+
+class GatewayError(Exception):
+    """An error the etcd v3 JSON gateway answered with (a gRPC status and etcd's message).
+
+    Attributes:
+        code: the gRPC status code (``5`` not found, ``14`` unavailable...).
+        message: etcd's message, e.g. ``etcdserver: requested lease not found``.
+        http_status: the HTTP status of the answer (200 for an error inside a stream).
+    """
+
+    def __init__(self, code: int, message: str, http_status: int) -> None:
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        super().__init__(f"{message} (grpc code {code}, http {http_status})")
+
+
+REQUESTS_ERRORS: Mapping[type[BaseException], type[BackendError]] = {
+    rex.RequestException: BackendError,
+    rex.ConnectionError: BackendUnavailable,
+    rex.ConnectTimeout: BackendUnavailable,
+    rex.ProxyError: BackendUnavailable,
+    rex.SSLError: AuthenticationFailed,
+    rex.Timeout: BackendTimeout,
+    rex.ReadTimeout: BackendTimeout,
+    rex.ChunkedEncodingError: BackendUnavailable,
+    rex.RetryError: BackendUnavailable,
+    rex.ContentDecodingError: BackendError,
+    rex.HTTPError: BackendError,
+    rex.InvalidJSONError: BackendError,
+    rex.JSONDecodeError: BackendError,
+    rex.InvalidHeader: BackendError,
+    rex.InvalidProxyURL: BackendError,
+    rex.InvalidSchema: BackendError,
+    rex.InvalidURL: BackendError,
+    rex.MissingSchema: BackendError,
+    rex.URLRequired: BackendError,
+    rex.StreamConsumedError: BackendError,
+    rex.TooManyRedirects: BackendError,
+    rex.UnrewindableBodyError: BackendError,
+}
+"""requests, used by the v3 client and the v2 watch."""
+
+URLLIB3_ERRORS: Mapping[type[BaseException], type[BackendError]] = {
+    uex.HTTPError: BackendError,
+    uex.PoolError: BackendError,
+    uex.RequestError: BackendError,
+    uex.EmptyPoolError: BackendUnavailable,
+    uex.FullPoolError: BackendError,
+    uex.ClosedPoolError: BackendUnavailable,
+    uex.HostChangedError: BackendError,
+    uex.MaxRetryError: BackendUnavailable,
+    uex.SSLError: AuthenticationFailed,
+    uex.ProxyError: BackendUnavailable,
+    uex.DecodeError: BackendError,
+    uex.ProtocolError: BackendUnavailable,
+    uex.TimeoutStateError: BackendError,
+    uex.TimeoutError: BackendTimeout,
+    uex.ReadTimeoutError: BackendTimeout,
+    uex.ConnectTimeoutError: BackendUnavailable,
+    uex.NewConnectionError: BackendUnavailable,
+    uex.NameResolutionError: BackendUnavailable,
+    uex.LocationValueError: BackendError,
+    uex.LocationParseError: BackendError,
+    uex.URLSchemeUnknown: BackendError,
+    uex.ProxySchemeUnknown: BackendError,
+    uex.ResponseError: BackendError,
+    uex.HeaderParsingError: BackendError,
+    uex.UnrewindableBodyError: BackendError,
+    uex.IncompleteRead: BackendUnavailable,
+    uex.InvalidChunkLength: BackendUnavailable,
+    uex.InvalidHeader: BackendError,
+    uex.BodyNotHttplibCompatible: BackendError,
+    uex.ResponseNotChunked: BackendError,
+}
+"""urllib3, under requests and python-etcd; met when reading a streamed body directly."""
+
+ETCD_ERRORS: Mapping[type[BaseException], type[BackendError]] = {
+    etcd.EtcdException: BackendError,
+    etcd.EtcdValueError: BackendError,
+    etcd.EtcdCompareFailed: BackendError,
+    etcd.EtcdDirNotEmpty: BackendError,
+    etcd.EtcdKeyError: BackendError,
+    etcd.EtcdKeyNotFound: BackendError,
+    etcd.EtcdNotFile: BackendError,
+    etcd.EtcdNotDir: BackendError,
+    etcd.EtcdAlreadyExist: BackendError,
+    etcd.EtcdRootReadOnly: BackendError,
+    etcd.EtcdEventIndexCleared: BackendError,
+    etcd.EtcdLockExpired: BackendError,
+    etcd.EtcdClusterIdChanged: BackendUnavailable,
+    etcd.EtcdConnectionFailed: BackendUnavailable,
+    etcd.EtcdWatchTimedOut: BackendTimeout,
+    etcd.EtcdWatcherCleared: BackendUnavailable,
+    etcd.EtcdLeaderElectionInProgress: BackendUnavailable,
+    etcd.EtcdInsufficientPermissions: AuthenticationFailed,
+}
+"""python-etcd, the v2 client. Key-level errors the backend expects (not found,
+already exists, compare failed, index cleared) are handled before they reach
+this table; what arrives here is unexpected and becomes a plain BackendError."""
+
+OTHER_ERRORS: Mapping[type[BaseException], type[BackendError]] = {
+    OSError: BackendUnavailable,
+    ValueError: BackendError,
+    GatewayError: BackendError,
+}
+"""Socket errors that escape the clients, undecodable answers, and gateway errors no finer entry names."""
+
+GATEWAY_CODES: Mapping[int, type[BackendError]] = {
+    1: BackendUnavailable,  # CANCELLED: the server went away mid-call
+    2: BackendError,  # UNKNOWN
+    3: BackendError,  # INVALID_ARGUMENT
+    4: BackendTimeout,  # DEADLINE_EXCEEDED
+    5: BackendError,  # NOT_FOUND
+    6: BackendError,  # ALREADY_EXISTS
+    7: AuthenticationFailed,  # PERMISSION_DENIED
+    8: BackendUnavailable,  # RESOURCE_EXHAUSTED: too many requests
+    9: BackendError,  # FAILED_PRECONDITION
+    10: BackendUnavailable,  # ABORTED
+    11: BackendError,  # OUT_OF_RANGE: compacted or future revision
+    12: BackendError,  # UNIMPLEMENTED
+    13: BackendError,  # INTERNAL
+    14: BackendUnavailable,  # UNAVAILABLE: no leader, member stopping, request timed out
+    15: BackendError,  # DATA_LOSS
+    16: AuthenticationFailed,  # UNAUTHENTICATED
+}
+"""gRPC status codes the v3 gateway answers with."""
+
+GATEWAY_MESSAGES: Mapping[str, type[BackendError]] = {
+    "etcdserver: requested lease not found": SessionExpired,
+    "etcdserver: authentication failed": AuthenticationFailed,
+    "etcdserver: user name is empty": AuthenticationFailed,
+    "etcdserver: invalid auth token": AuthenticationFailed,
+    "etcdserver: permission denied": AuthenticationFailed,
+    "etcdserver: no leader": BackendUnavailable,
+    "etcdserver: request timed out": BackendTimeout,
+}
+"""etcd messages whose meaning is finer than their gRPC code (auth errors come as INVALID_ARGUMENT)."""
+
+V3_TABLE: Mapping[type[BaseException], type[BackendError]] = {**OTHER_ERRORS, **REQUESTS_ERRORS, **URLLIB3_ERRORS}
+"""What the v3 backend (requests over the JSON gateway) can meet."""
+
+V2_TABLE: Mapping[type[BaseException], type[BackendError]] = {
+    **OTHER_ERRORS,
+    **REQUESTS_ERRORS,
+    **URLLIB3_ERRORS,
+    **ETCD_ERRORS,
+}
+"""What the v2 backend (python-etcd, and requests for the watch) can meet."""
+
+
+def _lookup(exc: BaseException, table: Mapping[type[BaseException], type[BackendError]]) -> type[BackendError]:
+    for cls in type(exc).__mro__:
+        found = table.get(cls)
+        if found is not None:
+            return found
+    return BackendError
+
+
+def _gateway_kind(exc: GatewayError) -> type[BackendError]:
+    for fragment, kind in GATEWAY_MESSAGES.items():
+        if fragment in exc.message:
+            return kind
+    return GATEWAY_CODES.get(exc.code, BackendError)
+
+
+def translate_v3(exc: BaseException, backend: str, action: str) -> DiscoveryError:
+    """The discovery error for an exception met by the v3 backend while doing ``action``.
+
+    A :class:`~discovery.errors.DiscoveryError` is returned as is.
+    """
+    if isinstance(exc, DiscoveryError):
+        return exc
+    kind = _gateway_kind(exc) if isinstance(exc, GatewayError) else _lookup(exc, V3_TABLE)
+    return kind(backend, f"{action}: {exc}", exc)
+
+
+def v2_disabled(exc: BaseException) -> bool:
+    """Whether an exception says the server does not serve the v2 API.
+
+    etcd without v2 answers ``/v2/keys`` with a plain-text ``404 page not
+    found``, which python-etcd turns into an ``EtcdException`` whose payload
+    has no etcd ``errorCode``.
+    """
+    payload: Any = getattr(exc, "payload", None)
+    if not isinstance(exc, etcd.EtcdException) or not isinstance(payload, dict) or "errorCode" in payload:
+        return False
+    return payload.get("status") == 404 or "404 page not found" in str(payload.get("cause", ""))
+
+
+def translate_v2(exc: BaseException, backend: str, action: str) -> DiscoveryError:
+    """The discovery error for an exception met by the v2 backend while doing ``action``.
+
+    A :class:`~discovery.errors.DiscoveryError` is returned as is; a server
+    without the v2 API gives :class:`~discovery.errors.Unsupported`.
+    """
+    if isinstance(exc, DiscoveryError):
+        return exc
+    if v2_disabled(exc):
+        return Unsupported(f"the v2 API ({V2_DISABLED})", backend)
+    return _lookup(exc, V2_TABLE)(backend, f"{action}: {exc}", exc)

@@ -1,0 +1,757 @@
+"""The etcd v2 backend (``etcd2://``): TTL keys, compare-and-swap and long-poll watches, through python-etcd.
+
+v2 has no leases: a session is a group of keys with one TTL, refreshed by one
+thread at a third of the TTL with ``refresh=true`` writes (invisible to
+watchers, but each consumes an index of etcd's 1000-event history window). v2
+has no owners either: a key belongs to the session whose id the core put in
+the value's ``registrant`` field, and every conditional write is a
+compare-and-swap on the value read. Revisions are v2 indexes; a listing is one
+recursive read, its revision the ``X-Etcd-Index`` of that read, and a record's
+mod_revision the index of its value's last write (a refresh moves
+modifiedIndex too, which would make a resync report changes that never
+happened: see :class:`ValueIndexes`). The watch is a loop of our own
+(python-etcd's ``eternal_watch`` ends on the first error) of long polls
+``?wait=true&recursive=true&waitIndex=N``, N one past the last event, each
+event one batch; ``EventIndexCleared`` (the window passed the stream's
+position) becomes ``Gap("history-window")``. v2 tells an expiry (``expire``)
+from a delete. etcd v2 hides every key with a segment starting with ``_`` from
+listings and recursive watches, so such segments (the core's ``_definition``
+records) are stored with a ``~`` before them. A server without v2 (etcd 3.6,
+``--enable-v2=false``) answers ``/v2/keys`` with a plain 404, reported as
+:class:`~discovery.errors.Unsupported`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote
+
+import etcd
+import requests
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util import Retry
+
+from discovery.backend import (
+    Backend,
+    Batch,
+    Change,
+    ChangeKind,
+    ChangeStream,
+    Gap,
+    Listing,
+    Option,
+    Record,
+    Session,
+    Target,
+    key_held,
+)
+from discovery.capabilities import Capability
+from discovery.errors import (
+    BackendError,
+    DiscoveryError,
+    InvalidValue,
+    RegistryClosed,
+    SessionExpired,
+    Unsupported,
+)
+from discovery_etcd._common import OPTIONS, KeySpace, QueuedStream, Settings, abort_response, fetch_version, make_http
+from discovery_etcd._errors import V2_DISABLED, translate_v2, v2_disabled
+
+__all__ = ["Etcd2Backend", "TtlSession", "V2KeySpace", "ValueIndexes"]
+
+_log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_PUT_ACTIONS = frozenset({"set", "create", "update", "compareAndSwap"})
+_DELETE_ACTIONS = frozenset({"delete", "compareAndDelete"})
+_EXPIRE = "expire"
+_INDEX_CLEARED = 401
+_ATTEMPTS = 5
+_MAX_REMEMBERED = 100_000
+# A long poll that saw nothing for this long is ended and made again from the
+# index it started at: short enough to keep an idle watcher inside the
+# 1000-event window under refresh traffic, and to notice a stopped server.
+_POLL_SECONDS = 5.0
+
+
+class V2KeySpace(KeySpace):
+    """Keys under the root, with segments starting with ``_`` stored as ``~_`` (v2 hides ``_`` keys)."""
+
+    def full(self, key: str) -> str:
+        return super().full("/".join("~" + part if part.startswith("_") else part for part in key.split("/")))
+
+    def relative(self, full: str) -> str | None:
+        key = super().relative(full)
+        if key is None:
+            return None
+        return "/".join(part[1:] if part.startswith("~_") else part for part in key.split("/"))
+
+    def directory(self, prefix: str) -> str:
+        """The v2 directory that holds every key under ``prefix`` (``""`` or ending in ``/``)."""
+        return self.full(prefix).rstrip("/") or "/"
+
+
+def _path(full: str) -> str:
+    """A v2 key as it goes in the URL (python-etcd does not quote keys)."""
+    return quote(full, safe="/~")
+
+
+def _registrant(value: str | None) -> str | None:
+    try:
+        document = json.loads(value or "")
+    except ValueError:
+        return None
+    registrant = document.get("registrant") if isinstance(document, dict) else None
+    return registrant if isinstance(registrant, str) else None
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidValue(
+            "value", value, "a value bound to a session must be UTF-8 (it is compared as text)"
+        ) from None
+
+
+class ValueIndexes:
+    """Per key, the index at which its current value was written, as far as this backend saw.
+
+    A ``refresh=true`` write moves a v2 node's modifiedIndex without a watch
+    event, so a listing taken after refreshes would show every live instance
+    as modified, and a resync would report changes that never happened. The
+    backend reports instead, for a key whose createdIndex and value are
+    unchanged since it last saw them written or listed, the index it saw
+    then. Values written, listed and watched through this backend feed it;
+    deletes and listings prune it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, str, int]] = {}
+
+    def written(self, full: str, created: int, value: str, index: int) -> None:
+        """A write of ``value`` at ``index`` (from a put or a watch event)."""
+        with self._lock:
+            entry = self._seen.get(full)
+            if entry is None or entry[2] < index:
+                self._seen[full] = (created, value, index)
+
+    def deleted(self, full: str, index: int) -> None:
+        """The key was deleted at ``index``."""
+        with self._lock:
+            entry = self._seen.get(full)
+            if entry is not None and entry[2] < index:
+                del self._seen[full]
+
+    def listed(self, directory: str, nodes: list[tuple[str, int, str, int]]) -> list[int]:
+        """The modification index to report for each listed ``(key, created, value, modifiedIndex)``.
+
+        Keys under ``directory`` that the listing no longer holds are forgotten.
+        """
+        reported = []
+        with self._lock:
+            present = {full for full, _, _, _ in nodes}
+            below = directory.rstrip("/") + "/"
+            for full in [full for full in self._seen if full.startswith(below) and full not in present]:
+                del self._seen[full]
+            for full, created, value, modified in nodes:
+                reported.append(self._stable(full, created, value, modified))
+        return reported
+
+    def stable(self, full: str, created: int, value: str, modified: int) -> int:
+        """The modification index to report for one key read now."""
+        with self._lock:
+            return self._stable(full, created, value, modified)
+
+    def _stable(self, full: str, created: int, value: str, modified: int) -> int:
+        entry = self._seen.get(full)
+        if entry is not None and entry[0] == created and entry[1] == value:
+            return min(entry[2], modified)
+        if len(self._seen) >= _MAX_REMEMBERED:
+            # Forgetting costs at most one spurious update per key in a later resync.
+            self._seen.clear()
+        self._seen[full] = (created, value, modified)
+        return modified
+
+
+class TtlSession(Session):
+    """A group of v2 keys with one TTL, refreshed together by one thread.
+
+    Its :attr:`id` is a random token the core writes into each value as
+    ``registrant``. When a key it holds has expired (a refresh meets
+    KeyNotFound) or refreshes fail for longer than the TTL, the session is
+    lost: it deletes its remaining keys, as an expired lease would, and
+    reports itself not alive.
+    """
+
+    def __init__(self, backend: Etcd2Backend, ttl: float) -> None:
+        super().__init__(ttl)
+        self._backend = backend
+        self.ttl_seconds = max(1, math.ceil(ttl))
+        self._id = secrets.token_hex(8)
+        self._held: dict[str, str] = {}
+        self._held_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._refresh_loop, name=f"etcd2-refresh-{self._id}", daemon=True)
+        self._thread.start()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def held(self) -> dict[str, str]:
+        """The etcd keys this session holds, with the value it wrote to each."""
+        with self._held_lock:
+            return dict(self._held)
+
+    def _hold(self, full: str, value: str) -> None:
+        with self._held_lock:
+            self._held[full] = value
+
+    def _release(self, full: str, value: str | None = None) -> None:
+        """Forget a key (only while it still has ``value``, when given)."""
+        with self._held_lock:
+            if value is None or self._held.get(full) == value:
+                self._held.pop(full, None)
+
+    def _refresh_loop(self) -> None:
+        interval = self.ttl_seconds / 3
+        last_success = time.monotonic()
+        wait = interval
+        while not self._stopped.wait(wait):
+            started = time.monotonic()
+            failed: BaseException | None = None
+            for full, value in self.held().items():
+                if self._stopped.is_set():
+                    return
+                try:
+                    self._refresh(full, value)
+                except etcd.EtcdKeyNotFound:
+                    if self.held().get(full) == value:
+                        self._lost(f"key {full} expired before its refresh")
+                        return
+                except etcd.EtcdCompareFailed:
+                    # Replaced meanwhile: by this session's own put (then the
+                    # value differs and the next round refreshes it), or by a
+                    # plain write that took the key over.
+                    if self.held().get(full) == value:
+                        _log.warning("etcd2 session %s: key %s was overwritten by another writer", self._id, full)
+                        self._release(full, value)
+                except Exception as exc:  # any failure counts; keys survive it up to the TTL
+                    failed = exc
+            if failed is None:
+                last_success = started
+            elif time.monotonic() - last_success >= self.ttl_seconds:
+                self._lost(f"refreshes failed for {self.ttl_seconds} s: {failed}")
+                return
+            wait = max(0.0, interval - (time.monotonic() - started)) if failed is None else interval / 2
+
+    def _refresh(self, full: str, value: str) -> None:
+        self._backend.call(lambda client: client.refresh(_path(full), self.ttl_seconds, prevValue=value))
+
+    def _lost(self, why: str) -> None:
+        _log.warning("etcd2 session %s lost: %s", self._id, why)
+        self._stopped.set()
+        self._delete_all()
+        self._set_alive(False)
+
+    def _delete_all(self) -> BaseException | None:
+        """Delete every key still holding this session's value; the last unexpected error, if any."""
+        error: BaseException | None = None
+        for full, value in self.held().items():
+            try:
+                self._delete_if(full, value)
+            except (etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
+                pass
+            except Exception as exc:  # keep deleting the others; the caller reports it
+                error = exc
+            self._release(full, value)
+        return error
+
+    def _delete_if(self, full: str, value: str) -> None:
+        self._backend.call(lambda client: client.delete(_path(full), prevValue=value))
+
+    def stop(self) -> None:
+        """Stop refreshing without telling the server (the keys expire after the TTL)."""
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(self._backend.settings.timeout + 1)
+
+    def close(self) -> None:
+        """Delete every key of the session (each only while it still holds this session's value). Idempotent.
+
+        Raises:
+            BackendUnavailable: etcd could not be reached (the keys expire after the TTL).
+            BackendError: a delete failed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        error = self._delete_all()
+        self._set_alive(False)
+        if error is not None:
+            raise translate_v2(error, self._backend.name, "close session") from error
+
+
+class V2WatchStream(QueuedStream):
+    """The changes under a v2 directory, read by a thread of long polls, one event each.
+
+    Args:
+        backend: the backend.
+        directory: the watched v2 directory.
+        prefix: the relative prefix; events for other keys are dropped.
+        wait_index: the first index to deliver.
+    """
+
+    def __init__(self, backend: Etcd2Backend, directory: str, prefix: str, wait_index: int) -> None:
+        super().__init__(backend.name, f"etcd2-watch-{directory}", translate_v2)
+        self._owner = backend
+        self._directory = directory
+        self._prefix = prefix
+        self._index = wait_index
+        self._http = make_http(backend.settings)
+        if backend.settings.user:
+            self._http.auth = (backend.settings.user, backend.settings.password)
+        self._response: requests.Response | None = None
+        self._start()
+
+    def _poll(self) -> requests.Response | None:
+        """One long poll at the current index, on the first endpoint that answers; None when it stayed quiet.
+
+        etcd sends the headers of a long poll at once, ``X-Etcd-Index`` being
+        its index when the watch started: every matching event up to it was
+        found in the history, every later one would have ended the poll. So
+        a quiet poll proves nothing happened under the directory up to that
+        index, and the next poll starts after it; an idle watcher thereby
+        keeps up with the history window instead of falling out of it.
+        """
+        settings = self._owner.settings
+        last: BaseException | None = None
+        for endpoint in self._owner.endpoint_order():
+            try:
+                response = self._http.get(
+                    f"{endpoint}/v2/keys{_path(self._directory)}",
+                    params={"wait": "true", "recursive": "true", "waitIndex": str(self._index)},
+                    stream=True,
+                    timeout=(settings.timeout, _POLL_SECONDS),
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # etcd sends a long poll's headers at once: no headers in
+                # time means the member is gone or stopped, so try the next.
+                last = exc
+                continue
+            self._response = response
+            if self._closed.is_set():
+                abort_response(response)
+            self._owner.prefer(endpoint)
+            started_at = int(response.headers.get("X-Etcd-Index", 0))
+            try:
+                body = response.content
+            except requests.ConnectionError as exc:
+                if not (exc.args and isinstance(exc.args[0], ReadTimeoutError)):
+                    raise
+                response.close()
+                body = b""
+            if response.status_code == 200 and not body.strip():
+                self._index = max(self._index, started_at + 1)
+                return None
+            return response
+        assert last is not None
+        raise last
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            response = self._poll()
+            if self._closed.is_set():
+                return
+            if response is None:
+                continue
+            try:
+                document = response.json()
+            except ValueError:
+                document = None
+            if response.status_code == 404 and not isinstance(document, dict):
+                self._emit(Unsupported(f"the v2 API ({V2_DISABLED})", self._backend))
+                return
+            if not isinstance(document, dict):
+                raise BackendError(self._backend, f"unexpected watch answer {response.text[:200]!r}")
+            if "errorCode" in document:
+                if document["errorCode"] == _INDEX_CLEARED:
+                    self._emit(Gap("history-window"))
+                    return
+                etcd.EtcdError.handle({**document, "status": response.status_code})
+            item = self._item(document)
+            if item is not None and not self._emit(item):
+                return
+            if isinstance(item, Gap):
+                return
+
+    def _item(self, event: Mapping[str, Any]) -> Batch | Gap | None:
+        """What one v2 event means for the stream; advances the index past it."""
+        node = event.get("node")
+        if not isinstance(node, dict):
+            raise BackendError(self._backend, f"watch event without a node: {event!r:.200}")
+        action = str(event.get("action"))
+        index = int(node.get("modifiedIndex", 0))
+        self._index = max(self._index, index + 1)
+        if node.get("dir"):
+            # A directory removed takes its keys without an event for each.
+            return Gap("directory-removed") if action in _DELETE_ACTIONS or action == _EXPIRE else None
+        key = self._owner.keys.relative(str(node.get("key", "")))
+        if key is None or not key.startswith(self._prefix):
+            return None
+        full = str(node["key"])
+        if action in _PUT_ACTIONS:
+            value = str(node.get("value", ""))
+            created = int(node.get("createdIndex", index))
+            self._owner.indexes.written(full, created, value, index)
+            change = Change(ChangeKind.PUT, key, value.encode(), created, index)
+        elif action in _DELETE_ACTIONS or action == _EXPIRE:
+            self._owner.indexes.deleted(full, index)
+            change = Change(ChangeKind.DELETE, key, None, 0, index, action == _EXPIRE)
+        else:
+            raise BackendError(self._backend, f"unknown v2 watch action {action!r}")
+        return Batch(index, (change,))
+
+    def _abort(self) -> None:
+        abort_response(self._response)
+        self._http.close()
+
+
+class Etcd2Backend(Backend):
+    """etcd through its v2 API: ``etcd2://host:2379[,host:2379...]/root?timeout=5``."""
+
+    name: ClassVar[str] = "etcd2"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.EXPIRY_CAUSE,
+            Capability.INTERMEDIATE_VALUES,
+            Capability.ATOMIC_SNAPSHOT,
+            Capability.RESUME_FROM_REVISION,
+        }
+    )
+    options: ClassVar[Mapping[str, Option]] = OPTIONS
+    default_port: ClassVar[int] = 2379
+    # v2 TTLs are whole seconds.
+    min_ttl: ClassVar[float] = 1.0
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self.settings = Settings.from_target(target)
+        self.keys = V2KeySpace(target.root)
+        settings = self.settings
+        cert = (settings.cert, settings.key) if settings.key else (settings.cert or None)
+        self.clients = [
+            etcd.Client(
+                host=host,
+                port=port,
+                protocol=settings.protocol,
+                read_timeout=settings.timeout,
+                cert=cert,
+                ca_cert=settings.ca or None,
+                username=settings.user or None,
+                password=settings.password or None,
+                allow_reconnect=False,
+            )
+            for host, port in settings.hosts
+        ]
+        for client in self.clients:
+            # Fail over to the next endpoint at once instead of urllib3's three quiet retries.
+            client.http.connection_pool_kw["retries"] = Retry(
+                total=None, connect=0, read=0, other=0, status=0, redirect=5
+            )
+        self._endpoints = settings.endpoints
+        self._preferred = 0
+        self._lock = threading.Lock()
+        self._http = make_http(settings)
+        self.indexes = ValueIndexes()
+        self._sessions: weakref.WeakSet[TtlSession] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[V2WatchStream] = weakref.WeakSet()
+        self._closed = False
+
+    def endpoint_order(self) -> list[str]:
+        """The endpoints, from the one that answered last."""
+        with self._lock:
+            first = self._preferred
+        count = len(self._endpoints)
+        return [self._endpoints[(first + step) % count] for step in range(count)]
+
+    def prefer(self, endpoint: str) -> None:
+        """Try ``endpoint`` first from now on."""
+        with self._lock:
+            self._preferred = self._endpoints.index(endpoint)
+
+    def call(self, operation: Callable[[etcd.Client], _T]) -> _T:
+        """Run ``operation`` on the client of the first endpoint that can be reached.
+
+        Raises:
+            etcd.EtcdException: etcd answered with an error, or no endpoint could be reached.
+        """
+        last: BaseException | None = None
+        for endpoint in self.endpoint_order():
+            client = self.clients[self._endpoints.index(endpoint)]
+            try:
+                result = operation(client)
+            except etcd.EtcdWatchTimedOut:
+                raise
+            except etcd.EtcdConnectionFailed as exc:
+                last = exc
+                continue
+            except BaseException:
+                self.prefer(endpoint)  # it answered, if only with an error
+                raise
+            self.prefer(endpoint)
+            return result
+        assert last is not None
+        raise last
+
+    @contextlib.contextmanager
+    def boundary(self, action: str) -> Iterator[None]:
+        """Translate client exceptions raised inside the block into discovery errors (``raise ... from``)."""
+        try:
+            yield
+        except DiscoveryError:
+            raise
+        except Exception as exc:
+            raise translate_v2(exc, self.name, action) from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RegistryClosed(f"{self.name} backend is closed")
+
+    @staticmethod
+    def _session(session: Session) -> TtlSession:
+        if not isinstance(session, TtlSession):
+            raise TypeError(f"session {session!r} was not opened by an etcd2 backend")
+        return session
+
+    def current_index(self, directory: str) -> int:
+        """The ``X-Etcd-Index`` of a read of ``directory`` (which need not exist).
+
+        Raises:
+            etcd.EtcdException: the read failed.
+        """
+        try:
+            return int(self.call(lambda client: client.read(_path(directory))).etcd_index)
+        except etcd.EtcdKeyNotFound as exc:
+            if v2_disabled(exc):
+                raise
+            return int(exc.payload["index"])
+
+    def list(self, prefix: str) -> Listing:
+        """Read every key under ``prefix`` in one recursive quorum read.
+
+        Returns:
+            The records; the revision is the ``X-Etcd-Index`` of the read.
+
+        Raises:
+            Unsupported: the server does not serve the v2 API.
+            BackendUnavailable: no endpoint could be reached.
+            AuthenticationFailed: etcd refused the credentials.
+            BackendError: the read failed.
+        """
+        self._check_open()
+        directory = self.keys.directory(prefix)
+        with self.boundary("list"):
+            try:
+                result = self.call(lambda client: client.read(_path(directory), recursive=True, quorum=True))
+            except etcd.EtcdKeyNotFound as exc:
+                if v2_disabled(exc):
+                    raise
+                return Listing(int(exc.payload["index"]), ())
+        nodes: list[tuple[str, int, str, int]] = []
+        keys: list[str] = []
+        for node in result.leaves:
+            if node.dir or not node.key:
+                continue
+            key = self.keys.relative(node.key)
+            if key is not None and key.startswith(prefix):
+                keys.append(key)
+                nodes.append((node.key, int(node.createdIndex), node.value or "", int(node.modifiedIndex)))
+        modified = self.indexes.listed(directory, nodes)
+        records = tuple(
+            Record(key, value.encode(), created, mod)
+            for key, (_, created, value, _), mod in zip(keys, nodes, modified, strict=True)
+        )
+        return Listing(int(result.etcd_index), records)
+
+    def watch(self, prefix: str, after_revision: int | None) -> ChangeStream:
+        """Open a long-poll watch under ``prefix``.
+
+        Args:
+            prefix: as for :meth:`list`.
+            after_revision: deliver changes after this index (the first item
+                is ``Gap("history-window")`` if etcd's 1000-event window has
+                passed it); None: after the current ``X-Etcd-Index``, read
+                before this returns, so the stream covers everything from now.
+
+        Raises:
+            Unsupported: the server does not serve the v2 API.
+            BackendUnavailable: no endpoint could be reached.
+            BackendError: the index could not be read.
+        """
+        self._check_open()
+        directory = self.keys.directory(prefix)
+        if after_revision is None:
+            with self.boundary("open watch"):
+                after_revision = self.current_index(directory)
+        stream = V2WatchStream(self, directory, prefix, after_revision + 1)
+        self._streams.add(stream)
+        return stream
+
+    def open_session(self, ttl: float) -> Session:
+        """Start a group of keys with a TTL of ``ceil(ttl)`` seconds, refreshed every third of it.
+
+        Nothing is written until a key is put under it.
+        """
+        self._check_open()
+        session = TtlSession(self, ttl)
+        self._sessions.add(session)
+        return session
+
+    def put(self, key: str, value: bytes, session: Session | None) -> int:
+        """Write a key; with a session, as a TTL key created if absent or replaced if this session's.
+
+        Replacing a key of this session that already holds ``value`` writes
+        nothing (a retried write whose answer was lost).
+
+        Returns:
+            The modifiedIndex of the write.
+
+        Raises:
+            AlreadyRegistered: with a session, the key exists and its value names another registrant.
+            SessionExpired: the session was lost.
+            InvalidValue: with a session, the value is not UTF-8 (ownership compares it as text).
+            Unsupported: the server does not serve the v2 API.
+            BackendUnavailable: no endpoint could be reached.
+            BackendError: the write failed.
+        """
+        self._check_open()
+        full = self.keys.full(key)
+        path = _path(full)
+        with self.boundary("put"):
+            if session is None:
+                # Sent as bytes: etcd stores them as they are; v2 answers in
+                # JSON, so bytes that are not UTF-8 read back replaced (U+FFFD).
+                result = self._put_persistent(path, value)
+                return self._written(full, value.decode("utf-8", "replace"), result)
+            text = _text(value)
+            owner = self._session(session)
+            ttl = owner.ttl_seconds
+            for _ in range(_ATTEMPTS):
+                if not owner.alive:
+                    raise SessionExpired(self.name, f"session {owner.id} was lost")
+                try:
+                    result = self.call(lambda client: client.write(path, text, ttl=ttl, prevExist=False))
+                except etcd.EtcdAlreadyExist:
+                    try:
+                        current = self.call(lambda client: client.read(path, quorum=True))
+                    except etcd.EtcdKeyNotFound:
+                        continue
+                    if current.dir or _registrant(current.value) != owner.id:
+                        raise key_held(key) from None
+                    if current.value == text:
+                        # Already ours with this value (a retried write whose
+                        # answer was lost): writing again would be a spurious update.
+                        owner._hold(full, text)
+                        return self.indexes.stable(full, current.createdIndex, text, current.modifiedIndex)
+                    try:
+                        result = self._swap(path, text, ttl, current.value)
+                    except (etcd.EtcdCompareFailed, etcd.EtcdKeyNotFound):
+                        continue
+                owner._hold(full, text)
+                return self._written(full, text, result)
+            raise BackendError(self.name, f"put {key!r}: the key kept changing during {_ATTEMPTS} attempts")
+
+    def _written(self, full: str, text: str, result: Any) -> int:
+        index = int(result.modifiedIndex)
+        self.indexes.written(full, int(result.createdIndex), text, index)
+        return index
+
+    def _put_persistent(self, path: str, text: bytes) -> Any:
+        """Update the key if it exists, else create it: unlike a v2 ``set``, an update keeps its createdIndex."""
+        for _ in range(_ATTEMPTS):
+            try:
+                return self.call(lambda client: client.write(path, text, prevExist=True))
+            except etcd.EtcdKeyNotFound as exc:
+                if v2_disabled(exc):
+                    raise
+            try:
+                return self.call(lambda client: client.write(path, text, prevExist=False))
+            except etcd.EtcdAlreadyExist:
+                continue
+        raise BackendError(self.name, f"put {path!r}: the key kept appearing and vanishing during {_ATTEMPTS} attempts")
+
+    def _swap(self, path: str, text: str, ttl: int, previous: str) -> Any:
+        return self.call(lambda client: client.write(path, text, ttl=ttl, prevValue=previous))
+
+    def delete(self, key: str, session: Session | None = None) -> bool:
+        """Delete a key; with a session, only while it holds the value this session wrote.
+
+        Returns:
+            Whether a key was deleted.
+
+        Raises:
+            Unsupported: the server does not serve the v2 API.
+            BackendUnavailable: no endpoint could be reached.
+            BackendError: the delete failed.
+        """
+        self._check_open()
+        full = self.keys.full(key)
+        path = _path(full)
+        with self.boundary("delete"):
+            if session is None:
+                try:
+                    result = self.call(lambda client: client.delete(path))
+                except (etcd.EtcdKeyNotFound, etcd.EtcdNotFile) as exc:
+                    if v2_disabled(exc):
+                        raise
+                    return False
+                self.indexes.deleted(full, int(result.modifiedIndex))
+                return True
+            owner = self._session(session)
+            value = owner.held().get(full)
+            if value is None:
+                return False
+            try:
+                result = self.call(lambda client: client.delete(path, prevValue=value))
+            except (etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
+                return False
+            finally:
+                owner._release(full, value)
+            self.indexes.deleted(full, int(result.modifiedIndex))
+            return True
+
+    def abandon(self) -> None:
+        """Stop refreshes and watches without telling etcd, as a crash would; keys expire after their TTL."""
+        for session in list(self._sessions):
+            session.stop()
+        for stream in list(self._streams):
+            stream.close()
+
+    def close(self) -> None:
+        """Stop refreshes (keys of sessions not closed by the core expire) and watches. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.abandon()
+        self._http.close()
+        for client in self.clients:
+            client.http.clear()
+
+    def server_version(self) -> str:
+        """etcd's version from ``/version``, ``"unknown"`` if no endpoint answers."""
+        return fetch_version(self._http, self.settings)

@@ -1,0 +1,303 @@
+"""A thin client for etcd's v3 JSON gateway (``POST /v3/...``), on requests.
+
+Why our own: etcd3gw speaks the same gateway and is maintained, but its
+watch ignores the ``canceled`` / ``compact_revision`` answer (a watch from a
+compacted revision then waits forever) and its watch thread dies silently on
+errors; python-etcd3 (gRPC) is unmaintained and breaks on current protobuf.
+The gateway is small: JSON bodies, keys and values in base64, 64-bit numbers
+as strings, zero values left out. This client does unary calls with
+failover (endpoints tried in the URL's order, starting from the last one
+that answered; a connection error moves on to the next), optional
+authentication (``/v3/auth/authenticate`` gives a token sent in the
+``Authorization`` header, fetched again when the server no longer knows it),
+and opens streamed calls (watch) on a dedicated HTTP session each, so that
+closing one stream never disturbs another call. Client exceptions are left
+to the backend's boundary to translate; gateway error answers become
+:class:`~discovery_etcd._errors.GatewayError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from discovery_etcd._common import Settings, fetch_version, make_http, wait_forever
+from discovery_etcd._errors import GatewayError
+
+__all__ = ["V3Client", "b64", "gateway_error", "prefix_end", "unb64"]
+
+_log = logging.getLogger(__name__)
+
+_UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
+
+
+def b64(data: bytes) -> str:
+    """Bytes as the gateway's base64 text."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: object) -> bytes:
+    """The bytes of a gateway base64 field (missing means empty)."""
+    return base64.b64decode(text) if isinstance(text, str) and text else b""
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The ``range_end`` that makes a range cover every key starting with ``prefix``."""
+    end = bytearray(prefix)
+    while end and end[-1] == 0xFF:
+        end.pop()
+    if not end:
+        return b"\0"  # every key
+    end[-1] += 1
+    return bytes(end)
+
+
+def gateway_error(document: object, http_status: int) -> GatewayError:
+    """The error a gateway answer holds, from a unary error body or a stream's ``error`` item."""
+    if isinstance(document, dict):
+        inner = document.get("error")
+        if isinstance(inner, dict):  # inside a stream: {"error": {"grpc_code": .., "message": ..}}
+            return GatewayError(int(inner.get("grpc_code", 2)), str(inner.get("message", "")), http_status)
+        return GatewayError(int(document.get("code", 2)), str(document.get("message") or inner or ""), http_status)
+    return GatewayError(2, f"unexpected answer {document!r:.200}", http_status)
+
+
+class V3Client:
+    """Calls to etcd's v3 JSON gateway, with failover between endpoints.
+
+    Args:
+        settings: endpoints, timeout, TLS files and credentials.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.endpoints = settings.endpoints
+        self._http = make_http(settings)
+        self._lock = threading.Lock()
+        self._preferred = 0
+        self._tokens: dict[str, str] = {}
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint that answered last (tried first next time)."""
+        return self.endpoints[self._preferred]
+
+    def _order(self) -> list[int]:
+        with self._lock:
+            first = self._preferred
+        count = len(self.endpoints)
+        return [(first + step) % count for step in range(count)]
+
+    def _prefer(self, index: int) -> None:
+        with self._lock:
+            self._preferred = index
+
+    def _headers(self, endpoint: str, http: requests.Session) -> dict[str, str]:
+        if not self.settings.user:
+            return {}
+        with self._lock:
+            token = self._tokens.get(endpoint)
+        if token is None:
+            answer = http.post(
+                f"{endpoint}/v3/auth/authenticate",
+                json={"name": self.settings.user, "password": self.settings.password},
+                timeout=self.settings.timeout,
+            )
+            token = str(self._decode(answer).get("token", ""))
+            with self._lock:
+                self._tokens[endpoint] = token
+        return {"Authorization": token}
+
+    def _forget_token(self, endpoint: str) -> None:
+        with self._lock:
+            self._tokens.pop(endpoint, None)
+
+    @staticmethod
+    def _decode(answer: requests.Response) -> dict[str, Any]:
+        try:
+            document = answer.json()
+        except ValueError:
+            document = None
+        if answer.status_code != 200 or not isinstance(document, dict):
+            raise gateway_error(
+                document if document is not None else {"message": answer.text[:200]}, answer.status_code
+            )
+        if "error" in document and "result" not in document and "header" not in document:
+            raise gateway_error(document, answer.status_code)
+        # A streamed call answered once (lease keep-alive) wraps its answer in "result".
+        result = document.get("result", document)
+        return result if isinstance(result, dict) else {}
+
+    def call(
+        self, path: str, body: dict[str, Any], *, idempotent: bool = True, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """POST ``body`` to ``path`` and return the decoded answer (``timeout`` defaults to the settings').
+
+        Endpoints are tried in order from the preferred one; a connection
+        error (or, for an idempotent call, a timeout or an ``unavailable``
+        answer) moves on to the next.
+
+        Raises:
+            GatewayError: etcd answered with an error.
+            requests.RequestException: no endpoint could be reached (the last error).
+        """
+        last: BaseException | None = None
+        for index in self._order():
+            endpoint = self.endpoints[index]
+            for attempt in range(2):
+                try:
+                    answer = self._http.post(
+                        f"{endpoint}{path}",
+                        json=body,
+                        headers=self._headers(endpoint, self._http),
+                        timeout=timeout or self.settings.timeout,
+                    )
+                    result = self._decode(answer)
+                except GatewayError as exc:
+                    if exc.code == _UNAUTHENTICATED and attempt == 0 and self.settings.user:
+                        self._forget_token(endpoint)
+                        continue
+                    if exc.code == _UNAVAILABLE and idempotent:
+                        last = exc
+                        break
+                    self._prefer(index)
+                    raise
+                except requests.Timeout as exc:
+                    if isinstance(exc, requests.ConnectTimeout) or idempotent:
+                        last = exc
+                        break
+                    self._prefer((index + 1) % len(self.endpoints))
+                    raise
+                except requests.ConnectionError as exc:
+                    last = exc
+                    break
+                self._prefer(index)
+                return result
+            _log.debug("etcd endpoint %s failed for %s: %s", endpoint, path, last)
+        assert last is not None
+        raise last
+
+    def open_stream(self, path: str, body: dict[str, Any]) -> tuple[requests.Session, requests.Response]:
+        """Start a streamed call (a watch) on its own HTTP session; the answer's lines come as they are sent.
+
+        Returns:
+            The session and the open response; close both when done.
+
+        Raises:
+            GatewayError: etcd refused the call.
+            requests.RequestException: no endpoint could be reached (the last error).
+        """
+        last: BaseException | None = None
+        for index in self._order():
+            endpoint = self.endpoints[index]
+            http = make_http(self.settings)
+            # A watch sent with a token the server no longer knows gets no
+            # answer at all (not an error), so a stream always starts with a
+            # fresh token.
+            self._forget_token(endpoint)
+            try:
+                # Require a leader: a member cut off from the cluster ends the
+                # watch instead of leaving it silently stalled.
+                headers = {"Grpc-Metadata-hasleader": "true", **self._headers(endpoint, http)}
+                answer = http.post(
+                    f"{endpoint}{path}",
+                    json=body,
+                    headers=headers,
+                    stream=True,
+                    timeout=self.settings.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # Opening a watch changes nothing on the server: a member that
+                # does not answer in time is as good as unreachable.
+                http.close()
+                last = exc
+                continue
+            except BaseException:
+                http.close()
+                raise
+            if answer.status_code != 200:
+                try:
+                    document: object = answer.json()
+                except ValueError:
+                    document = {"message": answer.text[:200]}
+                answer.close()
+                http.close()
+                raise gateway_error(document, answer.status_code)
+            # The answer started in time; from now on the stream may stay quiet for as long as nothing changes.
+            wait_forever(answer)
+            self._prefer(index)
+            return http, answer
+        assert last is not None
+        raise last
+
+    @staticmethod
+    def lines(answer: requests.Response) -> Iterator[dict[str, Any]]:
+        """The JSON items of a streamed answer, one per line, as they arrive.
+
+        Raises:
+            GatewayError: an item is an error (the stream ends with it).
+            requests.RequestException: the stream broke.
+            ValueError: a line is not JSON.
+        """
+        for line in answer.iter_lines(chunk_size=65536):
+            if not line:
+                continue
+            document = json.loads(line)
+            if not isinstance(document, dict):
+                raise ValueError(f"unexpected watch item {document!r:.200}")
+            if "error" in document:
+                raise gateway_error(document, answer.status_code)
+            result = document.get("result")
+            yield result if isinstance(result, dict) else {}
+
+    def range(self, key: bytes, range_end: bytes | None = None) -> dict[str, Any]:
+        """Read a key, or every key in ``[key, range_end)``, in one linearizable read."""
+        body: dict[str, Any] = {"key": b64(key)}
+        if range_end is not None:
+            body["range_end"] = b64(range_end)
+        return self.call("/v3/kv/range", body)
+
+    def put(self, key: bytes, value: bytes) -> dict[str, Any]:
+        """Write a key without a lease."""
+        return self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)})
+
+    def delete_range(self, key: bytes) -> dict[str, Any]:
+        """Delete one key."""
+        return self.call("/v3/kv/deleterange", {"key": b64(key)})
+
+    def txn(
+        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Run a transaction: ``success`` if every ``compare`` holds, else ``failure``."""
+        return self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure})
+
+    def lease_grant(self, ttl: int) -> dict[str, Any]:
+        """Grant a lease of ``ttl`` seconds (the server may raise it to its minimum)."""
+        return self.call("/v3/lease/grant", {"TTL": ttl}, idempotent=False)
+
+    def lease_keepalive(self, lease_id: int, timeout: float | None = None) -> int:
+        """Renew a lease once; return its new TTL, 0 when the server no longer has it."""
+        return int(self.call("/v3/lease/keepalive", {"ID": str(lease_id)}, timeout=timeout).get("TTL", 0))
+
+    def lease_revoke(self, lease_id: int) -> None:
+        """Revoke a lease: its keys are deleted in one revision.
+
+        Raises:
+            GatewayError: ``requested lease not found`` when it is already gone.
+        """
+        self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+
+    def version(self) -> str:
+        """The server's version, ``"unknown"`` if no endpoint tells it."""
+        return fetch_version(self._http, self.settings)
+
+    def close(self) -> None:
+        """Drop the pooled connections."""
+        self._http.close()
