@@ -55,7 +55,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     results = item.config.stash[_RESULTS].setdefault(cls.label, {})
     name = getattr(item, "originalname", item.name)
-    entry = results.setdefault(name, {"scenario": name, "suite": cls.__name__, "duration_s": 0.0})
+    entry = results.setdefault(f"{cls.__name__}::{name}", {"scenario": name, "suite": cls.__name__, "duration_s": 0.0})
     entry["duration_s"] = round(entry["duration_s"] + report.duration, 3)
     if report.when == "call" or not report.passed:
         entry["outcome"] = "skipped" if report.skipped else ("passed" if report.passed else "failed")
@@ -75,5 +75,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for label, scenarios in results.items():
         slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
-        document = {"backend": label, "scenarios": sorted(scenarios.values(), key=lambda s: s["scenario"])}
+        ordered = sorted(scenarios.values(), key=lambda s: (s["scenario"], s["suite"]))
+        document = {"backend": label, "scenarios": ordered}
         (directory / f"{slug}.json").write_text(json.dumps(document, indent=2) + "\n")
