@@ -22,6 +22,7 @@ from discovery.cli._commands import COMMANDS
 from discovery.cli._context import PREFERRED_SCHEMES, CliState, configure_logging, make_consoles
 from discovery.cli._demo import demo
 from discovery.cli._errors import ErrorHandlingGroup, exit_codes_epilog
+from discovery.cli._readme import readme
 from discovery.cli._servers import servers
 from discovery.cli._state import default_state_dir
 
@@ -98,5 +99,5 @@ def main(
     )
 
 
-for _command in (*COMMANDS, servers, demo):
+for _command in (*COMMANDS, servers, demo, readme):
     main.add_command(_command)

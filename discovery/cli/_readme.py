@@ -1,0 +1,82 @@
+"""``discovery readme``: regenerate the README's generated sections from code and from real runs.
+
+Three sections are never edited by hand, each between ``<!-- NAME:start -->``
+and ``<!-- NAME:end -->`` markers: ``capabilities`` (from the installed
+backends' declarations), ``parity`` (from the conformance suite's JSON
+results of the last ``make test``) and ``bench`` (from the benchmark's
+``report.json``). A test checks that the capability section matches the code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from discovery.cli._render import capability_legend_markdown, capability_table_markdown
+from discovery.testing.parity import load_parity, parity_table_markdown
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """``text`` with the body between the ``name`` markers replaced.
+
+    Raises:
+        click.ClickException: the markers are missing.
+    """
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    head, found, rest = text.partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not found or not found_end:
+        raise click.ClickException(f"the README has no {start} ... {end} section")
+    return f"{head}{start}\n{body.rstrip()}\n{end}{tail}"
+
+
+def capabilities_section() -> str:
+    """The capability table and its legend."""
+    return capability_table_markdown() + "\n" + capability_legend_markdown()
+
+
+def bench_section(report: Path) -> str | None:
+    """The benchmark's README section rendered from ``report``, or None without a report or renderer."""
+    if not report.is_file():
+        return None
+    try:
+        renderer = importlib.import_module("discovery.bench.readme")
+    except ImportError:
+        return None
+    section: str = renderer.render_section_from_file(report)
+    return section
+
+
+@click.command("readme")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path("README.md"))
+@click.option(
+    "--parity-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("parity-results"),
+    show_default=True,
+    help="Where the conformance suite wrote its results.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("bench-report/report.json"),
+    show_default=True,
+    help="The benchmark report to take the figures from (skipped if absent).",
+)
+def readme(path: Path, parity_dir: Path, report: Path) -> None:
+    """Regenerate the README's capability, parity and benchmark sections.
+
+    Example: discovery readme README.md --parity-dir parity-results --report bench-report/report.json
+    """
+    text = path.read_text()
+    text = replace_section(text, "capabilities", capabilities_section())
+    documents = load_parity(parity_dir)
+    if documents:
+        text = replace_section(text, "parity", parity_table_markdown(documents))
+    bench = bench_section(report)
+    if bench is not None:
+        text = replace_section(text, "bench", bench)
+    path.write_text(text)
+    click.echo(f"updated {path}")
