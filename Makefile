@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BACKENDS := $(sort $(dir $(wildcard backends/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
-PACKAGES := discovery $(BACKENDS)
+PACKAGES := discovery $(wildcard backends/*/discovery_*)
 
 .PHONY: test bench lint setup system-packages clean
 
