@@ -9,8 +9,10 @@ the stream reports a :class:`~discovery.backend.Gap` (compaction, history
 window, connection loss), when the bounded buffer overflows because the
 consumer is slow, or when a broken stream cannot resume, the engine opens a
 new stream, lists again and emits the difference per key as ordinary events
-flagged ``resync=True``: unchanged keys emit nothing, a deleted and
-re-created key emits REMOVED then ADDED. A stream that cannot be reopened
+flagged ``resync=True``: keys whose (create, modify) revisions are unchanged
+emit nothing, nor do keys whose modify revision moved while their data did
+not (an etcd v2 TTL refresh); a deleted and re-created key emits REMOVED
+then ADDED. A stream that cannot be reopened
 within ``reconnect_timeout`` is raised to the consumer as
 :class:`~discovery.errors.WatchBroken`; the watch never ends silently.
 """
@@ -58,6 +60,10 @@ def _known_from_listing(listing: Listing) -> dict[str, _Known]:
         instance = decode_instance(parsed.service, parsed.name, record.value, record.mod_revision)
         known[record.key] = _Known(record.create_revision, record.mod_revision, instance)
     return known
+
+
+def _same_data(a: Instance, b: Instance) -> bool:
+    return (a.address, a.port, dict(a.meta)) == (b.address, b.port, dict(b.meta))
 
 
 def snapshot_of(listing: Listing) -> Snapshot:
@@ -317,7 +323,9 @@ class Watch:
                 old = old_known.instance
                 events.append(Event(EventKind.REMOVED, old.service, old.id, old, revision, True))
                 events.append(Event(EventKind.ADDED, instance.service, instance.id, instance, revision, True))
-            elif old_known.mod_revision != new.mod_revision:
+            elif old_known.mod_revision != new.mod_revision and not _same_data(old_known.instance, instance):
+                # A revision that moved without a change of data (an etcd v2
+                # TTL refresh by another client) is not an update.
                 events.append(Event(EventKind.UPDATED, instance.service, instance.id, instance, revision, True))
         self._known = fresh
         self._replay = False

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 import discovery
+from discovery.bench import bench_command
 from discovery.capabilities import Capability
 from discovery.cli._commands import COMMANDS
 from discovery.cli._context import PREFERRED_SCHEMES, CliState, configure_logging, make_consoles
@@ -99,5 +100,5 @@ def main(
     )
 
 
-for _command in (*COMMANDS, servers, demo, readme):
+for _command in (*COMMANDS, servers, demo, readme, bench_command):
     main.add_command(_command)

@@ -9,7 +9,7 @@ results of the last ``make test``) and ``bench`` (from the benchmark's
 
 from __future__ import annotations
 
-import importlib
+import json
 from pathlib import Path
 
 import click
@@ -38,15 +38,12 @@ def capabilities_section() -> str:
 
 
 def bench_section(report: Path) -> str | None:
-    """The benchmark's README section rendered from ``report``, or None without a report or renderer."""
+    """The benchmark's README section rendered from ``report``, or None without a report."""
     if not report.is_file():
         return None
-    try:
-        renderer = importlib.import_module("discovery.bench.readme")
-    except ImportError:
-        return None
-    section: str = renderer.render_section_from_file(report)
-    return section
+    from discovery.bench.readme import render_section
+
+    return render_section(json.loads(report.read_text()), str(report))
 
 
 @click.command("readme")

@@ -314,6 +314,21 @@ class RegistrySuite(RegistryFixtures):
             assert watch.resyncs == 1
             assert drain(watch) == []
 
+    def test_resync_over_instances_kept_alive_by_another_client_emits_nothing(
+        self, registry: Registry, other: Registry
+    ) -> None:
+        """Keep-alive traffic (etcd v2 refreshes move modifiedIndex) is not a change."""
+        for i in range(20):
+            registry.register("alive", f"i{i}", ttl=self.ttl)
+        with other.watch("alive") as watch:
+            deadline = time.monotonic() + 3 * self.ttl
+            while time.monotonic() < deadline:
+                assert watch.get(0.1) is None
+            watch.request_resync()
+            while watch.resyncs < 1:
+                assert watch.get(0.05) is None
+            assert drain(watch) == []
+
     def test_resync_emits_the_minimal_difference(self, registry: Registry, other: Registry) -> None:
         leases = {i: registry.register("diff", f"i{i}", meta={"n": 0}) for i in range(10)}
         with other.watch("diff", buffer_size=1) as watch:

@@ -1,0 +1,59 @@
+"""A population holder process: registers instances on command and keeps them alive, for the benchmark to measure.
+
+``python -m discovery.bench._holder URL SERVICE TTL`` connects, prints
+``connected``, then reads commands on standard input, one a line:
+
+- ``grow N``: register instances ``p0``..``p<N-1>`` not yet registered; prints ``ready N``;
+- ``update K TAG``: set ``meta={"v": TAG}`` on the first K instances; prints ``updated K``;
+- ``status``: prints ``status ALIVE SESSIONS`` (registrations alive, sessions held);
+- ``watch``: open a watch on SERVICE; prints ``watching N`` (instances in its snapshot);
+- ``quit`` or end of input: deregister everything and exit.
+
+All instances share this one process and its one session (lease), so what
+the server receives while the holder idles is exactly the keep-alive traffic
+of N instances, and the process's CPU and memory are the client's cost.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import discovery
+
+
+def main(argv: list[str]) -> int:
+    """Serve commands until ``quit`` or end of input."""
+    url, service, ttl_text = argv
+    ttl = float(ttl_text)
+    registry = discovery.connect(url)
+    registrations: list[discovery.Registration] = []
+    watches: list[discovery.Watch] = []
+    print("connected", flush=True)
+    try:
+        for line in sys.stdin:
+            command, *args = line.split() or [""]
+            if command == "grow":
+                for index in range(len(registrations), int(args[0])):
+                    registrations.append(registry.register(service, f"p{index}", address="127.0.0.1", ttl=ttl))
+                print("ready", len(registrations), flush=True)
+            elif command == "update":
+                count = int(args[0])
+                for registration in registrations[:count]:
+                    registration.update(meta={"v": args[1]})
+                print("updated", count, flush=True)
+            elif command == "status":
+                alive = sum(1 for registration in registrations if registration.alive)
+                print("status", alive, len(registry.sessions), flush=True)
+            elif command == "watch":
+                watch = registry.watch(service)
+                watches.append(watch)
+                print("watching", len(watch.snapshot.instances), flush=True)
+            elif command == "quit":
+                break
+    finally:
+        registry.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,195 @@
+"""The report's plots, drawn with matplotlib's Agg canvas from ``report.json`` data alone.
+
+Five figures: registration throughput bars (registry against raw client,
+min-max as error bars), the latency distribution of watch propagation per
+backend and rate (registry solid, raw client dashed), burst completeness
+against the naive loop, keep-alive cost against instance count on log axes,
+and detection time against ttl with the ttl and ttl + 1 s lines. A figure
+whose data is missing (its workload did not run) is not drawn. Figures are
+built with ``matplotlib.figure.Figure``, never pyplot, so no display and no
+global state are involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+Report = dict[str, Any]
+_COLOURS = {"memory": "#7f7f7f", "etcd": "#1f77b4", "etcd2": "#2ca02c", "zookeeper": "#d62728"}
+
+
+def _colour(backend: str) -> str:
+    return _COLOURS.get(backend.split("#", 1)[0], "#9467bd")
+
+
+def _cell(report: Report, section: str, key: str, backend: str) -> dict[str, Any] | None:
+    cell = report.get("workloads", {}).get(section, {}).get("metrics", {}).get(key, {}).get("backends", {}).get(backend)
+    return cell if isinstance(cell, dict) and "median" in cell else None
+
+
+def _save(figure: Figure, path: Path) -> str:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path.name
+
+
+def _register(report: Report, backends: list[str], out: Path) -> str | None:
+    section = report.get("workloads", {}).get("register")
+    if not section:
+        return None
+    series = [key for key in section["metrics"] if key.startswith(("registry_c", "raw_c"))]
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.add_subplot()
+    width = 0.8 / max(1, len(series))
+    drawn = False
+    for i, key in enumerate(series):
+        xs, heights, low, high = [], [], [], []
+        for j, backend in enumerate(backends):
+            cell = _cell(report, "register", key, backend)
+            if cell is None:
+                continue
+            xs.append(j + (i - (len(series) - 1) / 2) * width)
+            heights.append(cell["median"])
+            low.append(cell["median"] - cell["min"])
+            high.append(cell["max"] - cell["median"])
+        if xs:
+            drawn = True
+            hatch = "//" if key.startswith("raw") else None
+            axes.bar(xs, heights, width, yerr=[low, high], label=section["metrics"][key]["label"], hatch=hatch)
+    if not drawn:
+        return None
+    axes.set_xticks(range(len(backends)), backends)
+    axes.set_yscale("log")
+    axes.set_ylabel("registrations per second (log)")
+    axes.set_title("Registration throughput: registry vs raw client")
+    axes.legend(fontsize="small")
+    return _save(figure, out / "register_throughput.png")
+
+
+def _propagation(report: Report, backends: list[str], out: Path) -> str | None:
+    section = report.get("workloads", {}).get("propagation")
+    if not section or not section.get("samples"):
+        return None
+    rates = section["params"].get("rates", [])
+    figure = Figure(figsize=(4.5 * max(1, len(rates)), 4))
+    for i, entry in enumerate(rates, 1):
+        axes = figure.add_subplot(1, len(rates), i)
+        for backend in backends:
+            for prefix, style in (("", "-"), ("raw_", "--")):
+                samples = sorted(section["samples"].get(f"{prefix}latency_ms_{entry['tag']}", {}).get(backend, []))
+                if not samples:
+                    continue
+                fractions = [(k + 1) / len(samples) for k in range(len(samples))]
+                label = backend if not prefix else f"{backend} raw"
+                axes.plot(samples, fractions, style, color=_colour(backend), label=label, linewidth=1.2)
+        axes.set_xscale("log")
+        axes.set_xlabel("write → consumer latency, ms (log)")
+        axes.set_ylabel("fraction of events")
+        axes.set_title(f"rate {entry['rate']}")
+        axes.grid(True, which="both", alpha=0.3)
+        if i == 1:
+            axes.legend(fontsize="x-small")
+    return _save(figure, out / "propagation_latency.png")
+
+
+def _burst(report: Report, backends: list[str], out: Path) -> str | None:
+    if "burst" not in report.get("workloads", {}):
+        return None
+    figure = Figure(figsize=(7, 4))
+    axes = figure.add_subplot()
+    drawn = False
+    for offset, key, label in ((-0.2, "delivered", "discovery watch"), (0.2, "naive_delivered", "naive re-watch loop")):
+        xs, heights = [], []
+        for j, backend in enumerate(backends):
+            cell = _cell(report, "burst", key, backend)
+            if cell is not None:
+                xs.append(j + offset)
+                heights.append(cell["median"])
+        if xs:
+            drawn = True
+            axes.bar(xs, heights, 0.4, label=label)
+    if not drawn:
+        return None
+    axes.set_xticks(range(len(backends)), backends)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("events delivered ÷ 2N")
+    axes.set_title("Burst: N registered, then all expire")
+    axes.legend(fontsize="small")
+    return _save(figure, out / "burst_completeness.png")
+
+
+def _keepalive(report: Report, backends: list[str], out: Path) -> str | None:
+    section = report.get("workloads", {}).get("keepalive")
+    if not section:
+        return None
+    sizes = section["params"].get("sizes", [])
+    figure = Figure(figsize=(10, 4))
+    drawn = False
+    for i, (prefix, ylabel) in enumerate((("requests_per_s_", "server requests/s"), ("cpu_pct_", "client CPU, %")), 1):
+        axes = figure.add_subplot(1, 2, i)
+        lowest = float("inf")
+        for backend in backends:
+            points = [(n, c["median"]) for n in sizes if (c := _cell(report, "keepalive", f"{prefix}{n}", backend))]
+            if points:
+                drawn = True
+                lowest = min(lowest, *(y for _, y in points))
+                axes.plot(*zip(*points, strict=True), "o-", color=_colour(backend), label=backend)
+        axes.set_xscale("log")
+        if lowest > 0:
+            axes.set_yscale("log")
+        else:
+            axes.set_yscale("symlog", linthresh=0.1)
+            axes.set_ylim(bottom=0)
+        axes.set_xlabel("live instances (log)")
+        axes.set_ylabel(f"{ylabel} (log)")
+        axes.grid(True, which="both", alpha=0.3)
+        if axes.get_lines():
+            axes.legend(fontsize="small")
+    if not drawn:
+        return None
+    figure.suptitle("Keep-alive cost against live instances")
+    return _save(figure, out / "keepalive_cost.png")
+
+
+def _detection(report: Report, backends: list[str], out: Path) -> str | None:
+    section = report.get("workloads", {}).get("detection")
+    if not section:
+        return None
+    ttls = section["params"].get("ttls_s", [])
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.add_subplot()
+    drawn = False
+    for j, backend in enumerate(backends):
+        xs, ys = [], []
+        for ttl in ttls:
+            cell = _cell(report, "detection", f"detect_s_ttl{ttl:g}", backend)
+            for value in (cell or {}).get("values", []):
+                xs.append(ttl + (j - (len(backends) - 1) / 2) * 0.08)
+                ys.append(value)
+        if xs:
+            drawn = True
+            axes.scatter(xs, ys, color=_colour(backend), label=backend, s=18)
+    if not drawn:
+        return None
+    line = [min(ttls) - 0.5, max(ttls) + 0.5]
+    axes.plot(line, line, ":", color="black", label="ttl")
+    axes.plot(line, [x + 1 for x in line], "--", color="black", label="ttl + 1 s (goal)")
+    axes.set_xlabel("ttl, s")
+    axes.set_ylabel("SIGKILL → REMOVED delivered, s")
+    axes.set_title("Failure detection against ttl")
+    axes.legend(fontsize="small")
+    return _save(figure, out / "detection_vs_ttl.png")
+
+
+def make_plots(report: Report, out: Path) -> list[str]:
+    """Draw every plot the report has data for into ``out``; return the file names."""
+    backends = list(report.get("backends", {}))
+    names = []
+    for draw in (_register, _propagation, _burst, _keepalive, _detection):
+        name = draw(report, backends, out)
+        if name is not None:
+            names.append(name)
+    return names

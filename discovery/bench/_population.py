@@ -1,0 +1,118 @@
+"""Populations: N live instances that the keep-alive, memory and resync workloads measure.
+
+A :class:`HolderPopulation` is one :mod:`~discovery.bench._holder` process
+holding every instance on one connection, grown step by step (100, 1,000,
+10,000) so the keep-alive cost can be read at each size, and measured from
+outside with psutil (CPU seconds, resident memory); the memory and resync
+measurements then reuse it rather than registering 10,000 instances again.
+memory:// is private to a process, so its resync population is a
+:class:`LocalPopulation` in the benchmark's own process.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+
+import psutil
+
+from discovery import Registration, Registry
+from discovery.bench._procs import Child, ChildFailed, Children
+from discovery.bench._targets import Target
+
+_SECONDS_PER_1000 = 30.0
+
+
+class Population(abc.ABC):
+    """Live instances of one service, that can grow and change."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.size = 0
+
+    @abc.abstractmethod
+    def grow(self, size: int) -> None:
+        """Register instances until ``size`` are held."""
+
+    @abc.abstractmethod
+    def update(self, count: int, tag: str) -> None:
+        """Change the metadata of the first ``count`` instances; return once every write is acknowledged."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Deregister everything."""
+
+
+class HolderPopulation(Population):
+    """Instances held by one holder process."""
+
+    def __init__(self, children: Children, target: Target, service: str, ttl: float) -> None:
+        super().__init__(service)
+        self._local = target.local
+        url = target.url_with(**target.session_options(ttl))
+        self.child: Child = children.spawn("discovery.bench._holder", url, service, f"{ttl:g}", interactive=True)
+        self.child.expect("connected", 60)
+        self._process = psutil.Process(self.child.pid)
+
+    def grow(self, size: int) -> None:
+        self.child.send(f"grow {size}")
+        self.child.expect("ready", 60 + (size - self.size) / 1000 * _SECONDS_PER_1000)
+        self.size = max(self.size, size)
+
+    def update(self, count: int, tag: str) -> None:
+        self.child.send(f"update {count} {tag}")
+        self.child.expect("updated", 60 + count / 1000 * _SECONDS_PER_1000)
+
+    def status(self) -> tuple[int, int]:
+        """(registrations alive, sessions held) as the holder sees them."""
+        self.child.send("status")
+        fields = self.child.expect("status", 30)
+        return int(fields[1]), int(fields[2])
+
+    def open_watch(self) -> int:
+        """Open a watch over the population inside the holder; return the instances in its snapshot."""
+        self.child.send("watch")
+        return int(self.child.expect("watching", 60 + self.size / 1000 * _SECONDS_PER_1000)[1])
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU seconds the holder has used."""
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        """The holder's resident memory, bytes."""
+        return int(self._process.memory_info().rss)
+
+    def close(self) -> None:
+        """Deregister everything and end the holder; on a server of our own, which is about to stop, just kill it."""
+        if self._local:
+            self.child.kill()
+            return
+        if self.child.running:
+            with contextlib.suppress(ChildFailed):  # already gone: finish() below reaps it
+                self.child.send("quit")
+        self.child.finish(30)
+
+
+class LocalPopulation(Population):
+    """Instances held by a registry in this process (for memory://)."""
+
+    def __init__(self, target: Target, service: str, ttl: float) -> None:
+        super().__init__(service)
+        self._registry: Registry = target.connect()
+        self._ttl = ttl
+        self._registrations: list[Registration] = []
+
+    def grow(self, size: int) -> None:
+        for index in range(len(self._registrations), size):
+            self._registrations.append(
+                self._registry.register(self.service, f"p{index}", address="127.0.0.1", ttl=self._ttl)
+            )
+        self.size = max(self.size, size)
+
+    def update(self, count: int, tag: str) -> None:
+        for registration in self._registrations[:count]:
+            registration.update(meta={"v": tag})
+
+    def close(self) -> None:
+        self._registry.close()

@@ -1,0 +1,157 @@
+"""Benchmark profiles: the sizes, rates, rounds and ttls of ``smoke``, ``default`` and ``full``.
+
+``smoke`` proves every workload runs on every backend in well under a minute
+(``make test`` runs it; its numbers mean nothing). ``default`` is what
+``make bench`` runs: about six minutes on two cores, with the sizes the
+comparison is about (2,000 registrations, a burst of 10,000, keep-alive up to
+10,000 live instances, a 10,000-instance resync). ``full`` repeats more and
+adds a longer ttl, for numbers worth quoting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a run's size depends on.
+
+    Attributes:
+        name: the profile's name.
+        warm_up: whether workloads run an unrecorded round first.
+        register_instances: instances per registration round (split over the registrants).
+        register_warmup: instances registered once per backend before the measured rounds.
+        register_concurrency: how many concurrent registrants to measure.
+        register_rounds: measured rounds of the registration workload.
+        propagation: (rate per second or None for as fast as possible, writes) pairs.
+        propagation_rounds: measured rounds of the watch-propagation workload.
+        burst_instances: instances registered, then abandoned, in the burst.
+        burst_ttl: their ttl, in seconds.
+        burst_rounds: measured rounds of the burst.
+        registrant_chunk: the most instance ids handed to one registrant process.
+        detection_ttls: the ttls failure detection is measured at.
+        detection_repetitions: kills per ttl.
+        keepalive_sizes: live instance counts the keep-alive cost is measured at, ascending.
+        keepalive_ttl: the ttl of those instances.
+        keepalive_periods: how many keep-alive periods (ttl / 3, when every backend refreshes)
+            each keep-alive measurement lasts: whole periods, so every refresh round is counted once.
+        resync_fraction: the fraction of instances changed before each resync.
+        resync_rounds: measured rounds of the resync workload.
+        peer_latency_samples: joins timed in the peer (tooz) workload.
+        peer_pairs: quick join+leave pairs in the peer workload.
+    """
+
+    name: str
+    warm_up: bool
+    register_instances: int
+    register_warmup: int
+    register_concurrency: tuple[int, ...]
+    register_rounds: int
+    propagation: tuple[tuple[float | None, int], ...]
+    propagation_rounds: int
+    burst_instances: int
+    burst_ttl: float
+    burst_rounds: int
+    registrant_chunk: int
+    detection_ttls: tuple[float, ...]
+    detection_repetitions: int
+    keepalive_sizes: tuple[int, ...]
+    keepalive_ttl: float
+    keepalive_periods: int
+    resync_fraction: float
+    resync_rounds: int
+    peer_latency_samples: int
+    peer_pairs: int
+
+    @property
+    def keepalive_window(self) -> float:
+        """Seconds each keep-alive measurement lasts."""
+        return self.keepalive_periods * self.keepalive_ttl / 3
+
+    @property
+    def population(self) -> int:
+        """The live instances the keep-alive, memory and resync workloads end with."""
+        return self.keepalive_sizes[-1]
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        warm_up=False,
+        register_instances=40,
+        register_warmup=8,
+        register_concurrency=(1, 8),
+        register_rounds=2,
+        propagation=((100.0, 20), (1000.0, 40), (None, 40)),
+        propagation_rounds=1,
+        burst_instances=100,
+        burst_ttl=2.0,
+        burst_rounds=1,
+        registrant_chunk=50,
+        detection_ttls=(2.0,),
+        detection_repetitions=2,
+        keepalive_sizes=(10, 50),
+        keepalive_ttl=3.0,
+        keepalive_periods=1,
+        resync_fraction=0.1,
+        resync_rounds=1,
+        peer_latency_samples=3,
+        peer_pairs=20,
+    ),
+    "default": Profile(
+        name="default",
+        warm_up=True,
+        register_instances=2000,
+        register_warmup=200,
+        register_concurrency=(1, 8),
+        register_rounds=2,
+        propagation=((100.0, 150), (1000.0, 1000), (None, 500)),
+        propagation_rounds=2,
+        burst_instances=10_000,
+        burst_ttl=3.0,
+        burst_rounds=1,
+        registrant_chunk=2500,
+        detection_ttls=(2.0, 4.0),
+        detection_repetitions=5,
+        keepalive_sizes=(100, 1000, 10_000),
+        keepalive_ttl=10.0,
+        keepalive_periods=1,
+        resync_fraction=0.05,
+        resync_rounds=2,
+        peer_latency_samples=20,
+        peer_pairs=200,
+    ),
+    "full": Profile(
+        name="full",
+        warm_up=True,
+        register_instances=5000,
+        register_warmup=500,
+        register_concurrency=(1, 8),
+        register_rounds=5,
+        propagation=((100.0, 1000), (1000.0, 5000), (None, 5000)),
+        propagation_rounds=3,
+        burst_instances=10_000,
+        burst_ttl=3.0,
+        burst_rounds=3,
+        registrant_chunk=2500,
+        detection_ttls=(2.0, 5.0, 10.0),
+        detection_repetitions=5,
+        keepalive_sizes=(100, 1000, 10_000),
+        keepalive_ttl=10.0,
+        keepalive_periods=3,
+        resync_fraction=0.05,
+        resync_rounds=5,
+        peer_latency_samples=50,
+        peer_pairs=200,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``.
+
+    Raises:
+        KeyError: no such profile.
+    """
+    return PROFILES[name]

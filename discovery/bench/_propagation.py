@@ -1,0 +1,211 @@
+"""Watch propagation: how long a change takes from the write to the watcher's consumer, at 100/s, 1,000/s and flat out.
+
+A writer registers one new instance per write, with ``time.perf_counter()``
+and a sequence number in its metadata taken just before the write; a watcher
+on its own connection in the same process computes "now - ts" as each ADDED
+event reaches the consuming thread. New instances rather than updates of one:
+ZooKeeper cannot return every intermediate value of a node (a declared
+capability), so updates may legitimately coalesce, while a creation must
+never be lost on any backend. Reported per rate: p50, p99 and p99.9 latency, and the
+events delivered ÷ writes. "As fast as it can" writes one after the other,
+each waiting for its acknowledgement, and also reports the write rate
+reached. The raw baseline does the same with the bare client's writer and
+watch on the same server (:func:`~discovery.bench._raw.raw_channel`), in the
+same round, so the registry's p99 can be held against the client's own.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from discovery import Event, EventKind
+from discovery.bench._collector import EventCollector
+from discovery.bench._raw import RAW_WATCHES, raw_channel
+from discovery.bench._results import Metric, Observations
+from discovery.bench._stats import percentile, ratio
+from discovery.bench._targets import Target
+from discovery.bench._workload import Workload
+
+_SETTLE_SECONDS = 3.0
+_TTL = 60.0
+
+
+def rate_tag(rate: float | None) -> str:
+    """The metric suffix of a write rate: ``100``, ``1000`` or ``max``."""
+    return "max" if rate is None else f"{rate:g}"
+
+
+def rate_label(rate: float | None) -> str:
+    """How a write rate reads in the report."""
+    return "as fast as possible" if rate is None else f"{rate:,.0f}/s"
+
+
+class _Tally:
+    """Latencies and sequence numbers received, shared with the watcher's thread."""
+
+    def __init__(self) -> None:
+        self.latencies_ms: list[float] = []
+        self.seen: set[int] = set()
+        self.lock = threading.Lock()
+
+    def receive(self, seq: int, ts: float, arrived: float) -> None:
+        if seq < 0:
+            return
+        with self.lock:
+            if seq not in self.seen:
+                self.seen.add(seq)
+                self.latencies_ms.append((arrived - ts) * 1000)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+
+def _timed(tally: _Tally, event: Event, arrived: float) -> None:
+    if event.instance is None or event.kind is not EventKind.ADDED:
+        return
+    seq, ts = event.instance.meta.get("seq"), event.instance.meta.get("ts")
+    if isinstance(seq, int) and isinstance(ts, float):
+        tally.receive(seq, ts, arrived)
+
+
+def _drive(write: Callable[[int, float], None], tally: _Tally, rate: float | None, n: int) -> float:
+    """Write ``n`` changes at ``rate`` (None: back to back); wait for delivery; return the writes per second."""
+    started = time.perf_counter()
+    for seq in range(n):
+        if rate is not None:
+            delay = started + seq / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        write(seq, time.perf_counter())
+    elapsed = time.perf_counter() - started
+    deadline = time.monotonic() + _SETTLE_SECONDS
+    while tally.count() < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return n / elapsed if elapsed > 0 else float(n)
+
+
+class PropagationWorkload(Workload):
+    """Write-to-consumer latency and delivered fraction, registry and raw watch."""
+
+    name = "propagation"
+    title = "Watch propagation"
+    description = (
+        "A writer registers a new instance per write at 100/s, 1,000/s and as fast as it can, with a "
+        "perf_counter timestamp in its meta; a watcher on its own connection in the same process computes the "
+        "latency when the event reaches its consumer. Raw = the bare client's writer and watch on the same server."
+    )
+
+    def metrics(self) -> list[Metric]:
+        metrics: list[Metric] = []
+        for rate, _ in self.profile.propagation:
+            tag, label = rate_tag(rate), rate_label(rate)
+            metrics += [
+                Metric(f"p50_ms_{tag}", f"p50 latency, {label}", "ms", "lower"),
+                Metric(f"p99_ms_{tag}", f"p99 latency, {label}", "ms", "lower"),
+                Metric(f"p999_ms_{tag}", f"p99.9 latency, {label}", "ms", "lower"),
+                Metric(f"delivered_{tag}", f"events delivered ÷ writes, {label}", "", "higher", digits=4),
+                Metric(f"raw_p50_ms_{tag}", f"raw watch p50, {label}", "ms", "lower"),
+                Metric(f"raw_p99_ms_{tag}", f"raw watch p99, {label}", "ms", "lower"),
+                Metric(f"raw_delivered_{tag}", f"raw watch delivered ÷ writes, {label}", "", "higher", digits=4),
+                Metric(f"p99_vs_raw_{tag}", f"p99 registry ÷ raw, {label}", "", "lower", digits=2),
+            ]
+            if rate is None:
+                metrics += [
+                    Metric("writes_per_s_max", "writes/s reached, registry (register)", "/s", "higher"),
+                    Metric("raw_writes_per_s_max", "writes/s reached, raw client", "/s", "higher"),
+                ]
+        return metrics
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "rates": [
+                {"tag": rate_tag(rate), "rate": rate_label(rate), "writes": n} for rate, n in self.profile.propagation
+            ],
+            "rounds": self.profile.propagation_rounds,
+            "raw_watches": RAW_WATCHES,
+        }
+
+    def rounds(self) -> int:
+        return self.profile.propagation_rounds
+
+    def warm_up(self) -> bool:
+        return self.profile.warm_up
+
+    def run(self, target: Target, round_index: int) -> Observations:
+        obs = Observations()
+        tag_round = "warm" if round_index < 0 else f"r{round_index}"
+        for rate, n in self.profile.propagation:
+            if round_index < 0:
+                n = min(n, 50)
+            tag = rate_tag(rate)
+            order = ("registry", "raw") if round_index % 2 == 0 else ("raw", "registry")
+            outcome: dict[str, tuple[_Tally, float]] = {}
+            for kind in order:
+                service = self.ctx.naming.service("propagation", tag_round, tag, kind)
+                measure = self._registry if kind == "registry" else self._raw
+                outcome[kind] = measure(target, service, rate, n)
+            tally, speed = outcome["registry"]
+            raw_tally, raw_speed = outcome["raw"]
+            self._file(obs, tag, "", tally, n)
+            self._file(obs, tag, "raw_", raw_tally, n)
+            p99 = percentile(tally.latencies_ms, 99) if tally.latencies_ms else None
+            raw_p99 = percentile(raw_tally.latencies_ms, 99) if raw_tally.latencies_ms else None
+            obs.add(f"p99_vs_raw_{tag}", ratio(p99, raw_p99) if p99 is not None and raw_p99 else None)
+            if rate is None:
+                obs.add("writes_per_s_max", speed)
+                obs.add("raw_writes_per_s_max", raw_speed)
+            obs.samples[f"latency_ms_{tag}"] = list(tally.latencies_ms)
+            obs.samples[f"raw_latency_ms_{tag}"] = list(raw_tally.latencies_ms)
+        return obs
+
+    @staticmethod
+    def _file(obs: Observations, tag: str, prefix: str, tally: _Tally, n: int) -> None:
+        obs.add(f"{prefix}delivered_{tag}", tally.count() / n)
+        latencies = tally.latencies_ms
+        reason = "no event delivered"
+        obs.add(f"{prefix}p50_ms_{tag}", percentile(latencies, 50) if latencies else None, reason)
+        obs.add(f"{prefix}p99_ms_{tag}", percentile(latencies, 99) if latencies else None, reason)
+        if not prefix:
+            obs.add(f"p999_ms_{tag}", percentile(latencies, 99.9) if latencies else None, reason)
+
+    def _registry(self, target: Target, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
+        tally = _Tally()
+        with target.connect() as writer, target.connect() as reader, reader.watch(service) as watch:
+            collector = EventCollector(watch, functools.partial(_timed, tally))
+
+            def write(seq: int, ts: float) -> None:
+                writer.register(
+                    service, f"w{seq}", address="127.0.0.1", port=8080, meta={"seq": seq, "ts": ts}, ttl=_TTL
+                )
+
+            try:
+                speed = _drive(write, tally, rate, n)
+            finally:
+                collector.stop()
+        return tally, speed
+
+    def _raw(self, target: Target, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
+        tally = _Tally()
+
+        def received(value: bytes, arrived: float) -> None:
+            try:
+                document = json.loads(value)
+                tally.receive(int(document["seq"]), float(document.get("ts", 0.0)), arrived)
+            except (ValueError, KeyError, TypeError):
+                return
+
+        channel = raw_channel(target, service)
+        try:
+            channel.start(received)
+            speed = _drive(
+                lambda seq, ts: channel.write(f"w{seq}", json.dumps({"seq": seq, "ts": ts}).encode()), tally, rate, n
+            )
+        finally:
+            channel.close()
+        return tally, speed

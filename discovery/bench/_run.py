@@ -1,0 +1,193 @@
+"""One benchmark run, end to end: choose the targets, start servers if needed, run, write the report.
+
+Without ``--url`` the run starts its own etcd (v2 enabled: it serves both
+``etcd://`` and ``etcd2://``) and ZooKeeper and adds ``memory://``; with
+``--url`` it measures those registries instead. A backend whose plugin is not
+installed, whose server did not start or that cannot be reached is skipped
+with the reason, never given a number. The servers are stopped and every
+child process killed however the run ends; on Ctrl-C what was measured so
+far is still written, marked as interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+import discovery
+from discovery.bench._burst import BurstWorkload
+from discovery.bench._detection import DetectionWorkload
+from discovery.bench._goals import evaluate_goals
+from discovery.bench._keepalive import KeepaliveWorkload
+from discovery.bench._machine import describe_machine, load_average
+from discovery.bench._parity import load_parity
+from discovery.bench._plots import make_plots
+from discovery.bench._profiles import get_profile
+from discovery.bench._propagation import PropagationWorkload
+from discovery.bench._register import RegisterWorkload
+from discovery.bench._report import SCHEMA, render_markdown, write_json
+from discovery.bench._results import ResultSet
+from discovery.bench._runner import Runner
+from discovery.bench._servers import LocalServers, local_servers
+from discovery.bench._targets import BACKEND_ORDER, Naming, Target, base_label, targets_from_urls
+from discovery.bench._workload import Context, Workload
+
+_PLUGINS = {
+    "etcd": "discovery-registry-etcd",
+    "etcd2": "discovery-registry-etcd",
+    "zookeeper": "discovery-registry-zookeeper",
+}
+
+
+@dataclass
+class BenchOptions:
+    """What the command line asked for.
+
+    Attributes:
+        urls: registries to measure; empty to start local servers.
+        backends: the backends to measure, in report order.
+        profile: ``smoke``, ``default`` or ``full``.
+        out: the report directory.
+        peers: also run the tooz peer-membership workload.
+    """
+
+    urls: list[str] = field(default_factory=list)
+    backends: list[str] = field(default_factory=lambda: list(BACKEND_ORDER))
+    profile: str = "default"
+    out: Path = Path("bench-report")
+    peers: bool = False
+
+
+def workloads_for(ctx: Context, peers: bool) -> list[Workload]:
+    """The workloads of a run, in order (keep-alive also files the client-memory and resync sections)."""
+    kinds: list[type[Workload]] = [
+        RegisterWorkload,
+        PropagationWorkload,
+        BurstWorkload,
+        DetectionWorkload,
+        KeepaliveWorkload,
+    ]
+    if peers:
+        from discovery.bench._peers import PeersWorkload
+
+        kinds.append(PeersWorkload)
+    return [kind(ctx) for kind in kinds]
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = [(k, "***" if k in ("password", "auth_digest") else v) for k, v in urllib.parse.parse_qsl(parts.query)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def _probe(target: Target) -> str:
+    """The server version through the registry; raises when the registry cannot be reached."""
+    with target.connect() as registry:
+        return registry.backend.server_version()
+
+
+def _choose_targets(
+    options: BenchOptions, servers: LocalServers | None, naming: Naming
+) -> tuple[list[Target], dict[str, str]]:
+    installed = set(discovery.available_backends())
+    skipped: dict[str, str] = {}
+    if options.urls:
+        targets = [t for t in targets_from_urls(options.urls) if base_label(t.label) in options.backends]
+    else:
+        targets = [Target("memory", f"memory://bench-{naming.run_id}/discovery-bench", local=True)]
+        if servers is not None:
+            found, skipped = servers.targets([b for b in options.backends if b in installed])
+            targets += found
+        targets = [t for t in targets if t.label in options.backends]
+    chosen: list[Target] = []
+    for target in targets:
+        backend = base_label(target.label)
+        if backend not in installed:
+            skipped[target.label] = f"backend plugin not installed (pip install {_PLUGINS.get(backend, backend)})"
+        else:
+            chosen.append(target)
+    if not options.urls:
+        for backend in options.backends:
+            if backend not in installed:
+                skipped.setdefault(
+                    backend, f"backend plugin not installed (pip install {_PLUGINS.get(backend, backend)})"
+                )
+    order = {name: i for i, name in enumerate(BACKEND_ORDER)}
+    chosen.sort(key=lambda t: (order.get(base_label(t.label), len(order)), t.label))
+    return chosen, skipped
+
+
+def run_bench(options: BenchOptions, out_console: Console, err_console: Console) -> dict[str, Any]:
+    """Run the benchmark and write ``report.json``, ``report.md`` and the plots into ``options.out``.
+
+    Returns:
+        The report. ``report["run"]["interrupted"]`` is True when Ctrl-C ended it early.
+
+    Raises:
+        KeyError: an unknown profile name.
+    """
+    profile = get_profile(options.profile)
+    started = time.monotonic()
+    started_at, load_at_start = datetime.datetime.now(datetime.UTC), load_average()
+    naming = Naming()
+    ctx = Context(profile, naming)
+    interrupted = False
+    with contextlib.ExitStack() as stack:
+        servers: LocalServers | None = None
+        if not options.urls:
+            err_console.print("starting local servers...")
+            servers = stack.enter_context(local_servers(options.backends))
+        targets, skipped = _choose_targets(options, servers, naming)
+        versions = servers.versions() if servers is not None else {}
+        backends: dict[str, dict[str, Any]] = {}
+        reachable: list[Target] = []
+        for target in targets:
+            try:
+                version = _probe(target)
+            except Exception as exc:  # an unreachable registry is skipped, with the reason
+                skipped[target.label] = f"cannot connect to {_redact(target.url)}: {exc}"
+                continue
+            reachable.append(target)
+            backends[target.label] = {"url": _redact(target.url), "server_version": version, "local": target.local}
+            if not servers and base_label(target.label) in ("etcd", "etcd2"):
+                versions.setdefault("etcd", version)
+            if not servers and base_label(target.label) == "zookeeper":
+                versions.setdefault("zookeeper", version)
+        results = ResultSet([t.label for t in reachable])
+        runner = Runner(ctx, reachable, results, err_console)
+        try:
+            runner.run(workloads_for(ctx, options.peers))
+        except KeyboardInterrupt:
+            interrupted = True
+            err_console.print("[yellow]interrupted: stopping servers, writing what was measured[/yellow]")
+    workloads = results.to_json()
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "run": {
+            "profile": profile.name,
+            "run_id": naming.run_id,
+            "duration_s": round(time.monotonic() - started, 1),
+            "workload_durations_s": runner.timings,
+            "interrupted": interrupted,
+            "mode": "urls" if options.urls else "local servers",
+            "load_average_end": load_average(),
+        },
+        "machine": describe_machine(versions, started_at, load_at_start),
+        "backends": backends,
+        "skipped": skipped,
+        "workloads": workloads,
+        "goals": evaluate_goals(workloads, list(backends)),
+        "parity": load_parity(),
+    }
+    options.out.mkdir(parents=True, exist_ok=True)
+    report["plots"] = make_plots(report, options.out)
+    write_json(report, options.out / "report.json")
+    (options.out / "report.md").write_text(render_markdown(report))
+    return report

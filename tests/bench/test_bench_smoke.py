@@ -1,0 +1,91 @@
+"""The benchmark end to end on its smoke profile: every installed backend, every workload, every metric, the files.
+
+No timing is asserted: the smoke sizes are tiny and the machine may be busy.
+What is checked is that the command runs through, that ``report.json``
+holds a value or an explicit "not applicable" for every metric of every
+workload on every installed backend (never a failure), and that
+``report.md`` and the plots are written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import discovery
+from discovery.bench import bench_command
+from discovery.bench._profiles import get_profile
+from discovery.bench._run import workloads_for
+from discovery.bench._targets import BACKEND_ORDER, Naming
+from discovery.bench._workload import Context
+
+PLOTS = {
+    "register_throughput.png",
+    "propagation_latency.png",
+    "burst_completeness.png",
+    "keepalive_cost.png",
+    "detection_vs_ttl.png",
+}
+
+
+def _expected_cells(peers: bool) -> list[tuple[str, str]]:
+    """(section, metric key) of every metric every workload declares."""
+    ctx = Context(get_profile("smoke"), Naming("check"))
+    return [(m.section or w.name, m.key) for w in workloads_for(ctx, peers=peers) for m in w.metrics()]
+
+
+def _check_report(report: dict[str, Any], backends: list[str], peers: bool = False) -> None:
+    assert list(report["backends"]) == backends
+    assert not report["run"]["interrupted"]
+    for section, key in _expected_cells(peers):
+        metric = report["workloads"][section]["metrics"][key]
+        for backend in backends:
+            cell = metric["backends"][backend]
+            assert "median" in cell or "na" in cell, (section, key, backend, cell)
+            assert "errors" not in cell, (section, key, backend, cell)
+            assert not str(cell.get("na", "")).startswith("failed"), (section, key, backend, cell)
+    for goal in report["goals"]:
+        assert set(goal["backends"]) == set(backends)
+    assert report["machine"]["cpus"] >= 1
+
+
+@pytest.mark.timeout(240)
+def test_smoke_profile_with_peers_on_local_servers(tmp_path: Path) -> None:
+    installed = [b for b in BACKEND_ORDER if b in discovery.available_backends()]
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        bench_command, ["--profile", "smoke", "--peers", "--out", str(out)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    _check_report(report, installed, peers=True)
+    assert set(report["skipped"]) == set(BACKEND_ORDER) - set(installed)
+    markdown = (out / "report.md").read_text()
+    assert "## Goals" in markdown and "## Parity" in markdown
+    assert set(report["plots"]) == PLOTS
+    for plot in PLOTS:
+        assert (out / plot).read_bytes().startswith(b"\x89PNG")
+    assert "Goals" in result.output
+
+
+def test_smoke_profile_against_a_given_url(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    url = "memory://bench-url-test/given-root"
+    result = CliRunner().invoke(
+        bench_command, ["--profile", "smoke", "--url", url, "--out", str(out)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    _check_report(report, ["memory"])
+    assert report["run"]["mode"] == "urls"
+    assert report["backends"]["memory"]["url"] == url
+
+
+def test_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(bench_command, ["--backends", "memory,consul", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "consul" in result.output
