@@ -120,6 +120,7 @@ class Registration:
         new_meta = self._meta if meta is UNSET else check_meta(meta, self._registry.settings.meta_limit)
         new_address = self._address if address is UNSET else check_address(address)
         new_port = self._port if port is UNSET else check_port(port)
+        expired: Session | None = None
         with self._lock:
             if self._closed:
                 raise RegistryClosed(f"registration {self.key!r} is closed")
@@ -130,13 +131,18 @@ class Registration:
                 if session is not None and session.alive:
                     self._write(session)
             except SessionExpired:
-                # The server dropped the session: the keeper writes the new
-                # data as soon as it has a new session.
-                session._set_alive(False)  # type: ignore[union-attr]
+                expired = session
             except BaseException:
                 self._address, self._port, self._meta = old
                 raise
-            return self.instance
+            instance = self.instance
+        if expired is not None:
+            # The server dropped the session: the keeper writes the new data
+            # as soon as it has a new one. Told outside our lock, because the
+            # registry's listener takes the registry's lock, and the keeper
+            # takes the registry's lock before ours.
+            expired._set_alive(False)
+        return instance
 
     def _write(self, session: Session) -> None:
         """Write the instance bound to ``session``. Caller holds the lock.

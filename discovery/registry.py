@@ -5,7 +5,8 @@ loads the backend plugin for the scheme and returns a :class:`Registry`.
 Every call validates its input before touching the store. Registrations
 share one session (lease) per ttl; a keeper thread re-creates them after the
 server drops a session. Watches are built by the core's watch engine, so
-every backend keeps the same event contract.
+every backend keeps the same event contract. Lock order: the registry's lock
+is always taken before a registration's, never the other way round.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 3-member cluster in a temporary directory, wait until it serves, hand out its
 URL (``cluster.url()``) and stop it again, removing the directory; each
 :class:`Member` can be killed, paused, resumed, stopped and restarted to play
-failures. Nothing outlives the Python process: an ``atexit`` hook and a parent
+failures. ``EtcdCluster(tls=EtcdTls(...))`` serves etcd's clients over https
+with client certificates; :func:`make_test_certificates` makes throwaway
+files for that, for tests. Nothing outlives the Python process: an ``atexit`` hook and a parent
 death signal end forgotten servers. Programs are found through these
 environment variables, then ``PATH`` and the Debian locations, and a missing
 one raises :class:`MissingServerBinary` naming the packages to install:
@@ -39,12 +41,14 @@ from discovery.servers._errors import MissingServerBinary, ServerError, ServerSt
 from discovery.servers._etcd import EtcdCluster
 from discovery.servers._ports import free_ports
 from discovery.servers._process import Member
+from discovery.servers._tls import EtcdTls, make_test_certificates
 from discovery.servers._zookeeper import ZooKeeperCluster, four_letter_word
 
 __all__ = [
     "DockerEtcdCluster",
     "DockerZooKeeperCluster",
     "EtcdCluster",
+    "EtcdTls",
     "Member",
     "MissingServerBinary",
     "ServerError",
@@ -57,6 +61,7 @@ __all__ = [
     "four_letter_word",
     "free_ports",
     "make_etcd_cluster",
+    "make_test_certificates",
     "make_zookeeper_cluster",
     "provider",
     "require_docker",

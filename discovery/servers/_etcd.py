@@ -5,15 +5,20 @@ cluster's directory and log (zap, JSON lines) to ``server.log`` there. The v2
 API is on by default because the ``etcd2://`` backend needs it. Health,
 leadership, revision and compaction go through the member's HTTP endpoints
 (``/health``, ``/version`` and the v3 JSON gateway), so no etcd client library
-is needed here. ``ETCD_*`` variables are removed from the servers'
+is needed here. With :class:`~discovery.servers.EtcdTls` the client URLs
+are served over https (peer traffic stays http) and these requests trust the
+given CA and present its client certificate. ``ETCD_*`` variables are removed from the servers'
 environment: etcd reads them as flags and they would change what tests run.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import platform
+import ssl
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,25 +28,28 @@ from discovery.servers._cluster import Cluster
 from discovery.servers._errors import ServerError
 from discovery.servers._http import HttpError, request_json
 from discovery.servers._process import Member
+from discovery.servers._tls import EtcdTls
 
 # etcd 3.4 runs on arm64 only when told the architecture is "unsupported".
 _UNSUPPORTED_ARCH = {"aarch64": "arm64", "arm64": "arm64"}
 
 
-def endpoint_healthy(address: str, timeout: float = 1.0) -> bool:
+def endpoint_healthy(address: str, timeout: float = 1.0, context: ssl.SSLContext | None = None) -> bool:
     """Whether the etcd member at ``address`` (``"127.0.0.1:2379"``) says ``/health`` is true.
 
     etcd answers true only when the member has a leader and a quorum read succeeds.
+    With an SSL ``context`` the member is asked over https.
     """
+    scheme = "http" if context is None else "https"
     try:
-        body = request_json(f"http://{address}/health", timeout=timeout)
+        body = request_json(f"{scheme}://{address}/health", timeout=timeout, context=context)
     except HttpError:
         return False
     return isinstance(body, dict) and body.get("health") == "true"
 
 
-def _health(member: Member) -> bool:
-    return endpoint_healthy(member.address)
+def _health(member: Member, context: ssl.SSLContext | None = None) -> bool:
+    return endpoint_healthy(member.address, context=context)
 
 
 def _server_env() -> dict[str, str]:
@@ -70,6 +78,9 @@ class EtcdCluster(Cluster):
         auto_compaction_retention: etcd's ``--auto-compaction-retention`` in periodic mode.
         heartbeat_ms: raft heartbeat interval.
         election_ms: raft election timeout; a new leader is elected about this long after the old one died.
+        tls: serve the client URLs over https with these files (peers stay on http); :meth:`url`
+            then carries the backends' TLS options, and the cluster's own requests use the CA and
+            the client certificate. Plain http when None.
 
     Raises:
         MissingServerBinary: etcd is not installed (``apt-get install etcd-server``).
@@ -93,6 +104,7 @@ class EtcdCluster(Cluster):
         auto_compaction_retention: str = "10s",
         heartbeat_ms: int = 100,
         election_ms: int = 1000,
+        tls: EtcdTls | None = None,
     ) -> None:
         super().__init__(members, base_dir)
         self.binary = find_etcd(binary)
@@ -102,11 +114,25 @@ class EtcdCluster(Cluster):
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self._member_ids: dict[str, str] = {}
+        self.tls = tls
+        self._context = None if tls is None else tls.client_context()
+        self._scheme = "http" if tls is None else "https"
 
     @property
     def client_urls(self) -> list[str]:
-        """The members' client URLs, ``["http://127.0.0.1:23791", ...]``."""
-        return [f"http://{member.address}" for member in self.members]
+        """The members' client URLs, ``["http://127.0.0.1:23791", ...]`` (``https`` with TLS)."""
+        return [f"{self._scheme}://{member.address}" for member in self.members]
+
+    def url(self, scheme: str | None = None, root: str = "/services") -> str:
+        """A registry URL naming every member; with TLS it carries ``protocol``, ``ca``, ``cert`` and ``key``.
+
+        Raises:
+            ServerError: the cluster is not started.
+        """
+        base = super().url(scheme, root)
+        if self.tls is None:
+            return base
+        return f"{base}?{urllib.parse.urlencode(self.tls.url_options())}"
 
     def member_id(self, member: Member) -> str:
         """The raft member id etcd gave ``member`` (decimal, as the JSON gateway prints it).
@@ -135,7 +161,7 @@ class EtcdCluster(Cluster):
         """
         member = self.reachable_member()
         try:
-            return request_json(f"http://{member.address}{path}", payload, timeout)
+            return request_json(f"{self._scheme}://{member.address}{path}", payload, timeout, self._context)
         except HttpError as exc:
             raise ServerError(f"etcd request {path} failed: {exc}") from exc
 
@@ -179,7 +205,7 @@ class EtcdCluster(Cluster):
             ServerError: the member did not answer.
         """
         try:
-            body = request_json(f"http://{member.address}/v3/maintenance/status", {}, timeout)
+            body = request_json(f"{self._scheme}://{member.address}/v3/maintenance/status", {}, timeout, self._context)
         except HttpError as exc:
             raise ServerError(f"{member.name}: status failed: {exc}") from exc
         if not isinstance(body, dict):
@@ -199,7 +225,7 @@ class EtcdCluster(Cluster):
         members = []
         for name, client, peer in zip(names, client_ports, peer_ports, strict=True):
             data_dir = self._member_dir(name)
-            client_url = f"http://127.0.0.1:{client}"
+            client_url = f"{self._scheme}://127.0.0.1:{client}"
             peer_url = f"http://127.0.0.1:{peer}"
             command = [
                 self.binary,
@@ -218,6 +244,8 @@ class EtcdCluster(Cluster):
                 "--logger=zap",
                 "--log-outputs=stderr",
             ]
+            if self.tls is not None:
+                command += self.tls.server_flags()
             if self.auto_compaction:
                 command += [
                     "--auto-compaction-mode=periodic",
@@ -231,7 +259,7 @@ class EtcdCluster(Cluster):
                     peer_port=peer,
                     data_dir=data_dir,
                     command=command,
-                    health=_health,
+                    health=functools.partial(_health, context=self._context),
                     env=env,
                 )
             )

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _tls_opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
 
 
 class HttpError(Exception):
@@ -31,13 +36,14 @@ class HttpError(Exception):
         super().__init__(message)
 
 
-def request_json(url: str, payload: Any = None, timeout: float = 2.0) -> Any:
+def request_json(url: str, payload: Any = None, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> Any:
     """GET ``url`` (or POST ``payload`` as JSON) and decode the JSON answer.
 
     Args:
         url: the full URL.
         payload: the JSON body to POST; None means GET.
         timeout: socket timeout in seconds.
+        context: the SSL context of an ``https`` URL (CA, client certificate); the default one when None.
 
     Returns:
         The decoded JSON document.
@@ -50,7 +56,8 @@ def request_json(url: str, payload: Any = None, timeout: float = 2.0) -> Any:
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with _opener.open(request, timeout=timeout) as response:
+        opener = _opener if context is None else _tls_opener(context)
+        with opener.open(request, timeout=timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
         raw = exc.read()
