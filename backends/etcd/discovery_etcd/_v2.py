@@ -729,9 +729,11 @@ class Etcd2Backend(Backend):
             try:
                 result = self.call(lambda client: client.delete(path, prevValue=value))
             except (etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
-                return False
-            finally:
                 owner._release(full, value)
+                return False
+            # Released only once the server answered: after a lost connection
+            # the caller retries, and the key must still count as ours.
+            owner._release(full, value)
             self.indexes.deleted(full, int(result.modifiedIndex))
             return True
 
