@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
-import secrets
 import threading
 import time
 import weakref
@@ -65,6 +63,7 @@ from discovery.errors import (
 )
 from discovery_etcd._common import OPTIONS, KeySpace, QueuedStream, Settings, abort_response, fetch_version, make_http
 from discovery_etcd._errors import V2_DISABLED, translate_v2, v2_disabled
+from discovery_etcd._v2_session import REFRESH_WORKERS, TtlSession
 
 __all__ = ["Etcd2Backend", "TtlSession", "V2KeySpace", "ValueIndexes"]
 
@@ -99,6 +98,11 @@ class V2KeySpace(KeySpace):
     def directory(self, prefix: str) -> str:
         """The v2 directory that holds every key under ``prefix`` (``""`` or ending in ``/``)."""
         return self.full(prefix).rstrip("/") or "/"
+
+    @staticmethod
+    def url_path(full: str) -> str:
+        """A full v2 key as it goes in the URL (python-etcd does not quote keys)."""
+        return _path(full)
 
 
 def _path(full: str) -> str:
@@ -183,127 +187,6 @@ class ValueIndexes:
             self._seen.clear()
         self._seen[full] = (created, value, modified)
         return modified
-
-
-class TtlSession(Session):
-    """A group of v2 keys with one TTL, refreshed together by one thread.
-
-    Its :attr:`id` is a random token the core writes into each value as
-    ``registrant``. When a key it holds has expired (a refresh meets
-    KeyNotFound) or refreshes fail for longer than the TTL, the session is
-    lost: it deletes its remaining keys, as an expired lease would, and
-    reports itself not alive.
-    """
-
-    def __init__(self, backend: Etcd2Backend, ttl: float) -> None:
-        super().__init__(ttl)
-        self._backend = backend
-        self.ttl_seconds = max(1, math.ceil(ttl))
-        self._id = secrets.token_hex(8)
-        self._held: dict[str, str] = {}
-        self._held_lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._closed = False
-        self._thread = threading.Thread(target=self._refresh_loop, name=f"etcd2-refresh-{self._id}", daemon=True)
-        self._thread.start()
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    def held(self) -> dict[str, str]:
-        """The etcd keys this session holds, with the value it wrote to each."""
-        with self._held_lock:
-            return dict(self._held)
-
-    def _hold(self, full: str, value: str) -> None:
-        with self._held_lock:
-            self._held[full] = value
-
-    def _release(self, full: str, value: str | None = None) -> None:
-        """Forget a key (only while it still has ``value``, when given)."""
-        with self._held_lock:
-            if value is None or self._held.get(full) == value:
-                self._held.pop(full, None)
-
-    def _refresh_loop(self) -> None:
-        interval = self.ttl_seconds / 3
-        last_success = time.monotonic()
-        wait = interval
-        while not self._stopped.wait(wait):
-            started = time.monotonic()
-            failed: BaseException | None = None
-            for full, value in self.held().items():
-                if self._stopped.is_set():
-                    return
-                try:
-                    self._refresh(full, value)
-                except etcd.EtcdKeyNotFound:
-                    if self.held().get(full) == value:
-                        self._lost(f"key {full} expired before its refresh")
-                        return
-                except etcd.EtcdCompareFailed:
-                    # Replaced meanwhile: by this session's own put (then the
-                    # value differs and the next round refreshes it), or by a
-                    # plain write that took the key over.
-                    if self.held().get(full) == value:
-                        _log.warning("etcd2 session %s: key %s was overwritten by another writer", self._id, full)
-                        self._release(full, value)
-                except Exception as exc:  # any failure counts; keys survive it up to the TTL
-                    failed = exc
-            if failed is None:
-                last_success = started
-            elif time.monotonic() - last_success >= self.ttl_seconds:
-                self._lost(f"refreshes failed for {self.ttl_seconds} s: {failed}")
-                return
-            wait = max(0.0, interval - (time.monotonic() - started)) if failed is None else interval / 2
-
-    def _refresh(self, full: str, value: str) -> None:
-        self._backend.call(lambda client: client.refresh(_path(full), self.ttl_seconds, prevValue=value))
-
-    def _lost(self, why: str) -> None:
-        _log.warning("etcd2 session %s lost: %s", self._id, why)
-        self._stopped.set()
-        self._delete_all()
-        self._set_alive(False)
-
-    def _delete_all(self) -> BaseException | None:
-        """Delete every key still holding this session's value; the last unexpected error, if any."""
-        error: BaseException | None = None
-        for full, value in self.held().items():
-            try:
-                self._delete_if(full, value)
-            except (etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
-                pass
-            except Exception as exc:  # keep deleting the others; the caller reports it
-                error = exc
-            self._release(full, value)
-        return error
-
-    def _delete_if(self, full: str, value: str) -> None:
-        self._backend.call(lambda client: client.delete(_path(full), prevValue=value))
-
-    def stop(self) -> None:
-        """Stop refreshing without telling the server (the keys expire after the TTL)."""
-        self._stopped.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(self._backend.settings.timeout + 1)
-
-    def close(self) -> None:
-        """Delete every key of the session (each only while it still holds this session's value). Idempotent.
-
-        Raises:
-            BackendUnavailable: etcd could not be reached (the keys expire after the TTL).
-            BackendError: a delete failed.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        self.stop()
-        error = self._delete_all()
-        self._set_alive(False)
-        if error is not None:
-            raise translate_v2(error, self._backend.name, "close session") from error
 
 
 class V2WatchStream(QueuedStream):
@@ -473,6 +356,8 @@ class Etcd2Backend(Backend):
             client.http.connection_pool_kw["retries"] = Retry(
                 total=None, connect=0, read=0, other=0, status=0, redirect=5
             )
+            # Room for the refresh workers and the caller's own requests at once.
+            client.http.connection_pool_kw["maxsize"] = REFRESH_WORKERS + 2
         self._endpoints = settings.endpoints
         self._preferred = 0
         self._lock = threading.Lock()
@@ -654,6 +539,7 @@ class Etcd2Backend(Backend):
             for _ in range(_ATTEMPTS):
                 if not owner.alive:
                     raise SessionExpired(self.name, f"session {owner.id} was lost")
+                sent = time.monotonic()
                 try:
                     result = self.call(lambda client: client.write(path, text, ttl=ttl, prevExist=False))
                 except etcd.EtcdAlreadyExist:
@@ -665,16 +551,29 @@ class Etcd2Backend(Backend):
                         raise key_held(key) from None
                     if current.value == text:
                         # Already ours with this value (a retried write whose
-                        # answer was lost): writing again would be a spurious update.
-                        owner._hold(full, text)
+                        # answer was lost): writing again would be a spurious
+                        # update. When its TTL was set is unknown: refresh it soon.
+                        self._hold(owner, full, text, 0.0)
                         return self.indexes.stable(full, current.createdIndex, text, current.modifiedIndex)
                     try:
                         result = self._swap(path, text, ttl, current.value)
                     except (etcd.EtcdCompareFailed, etcd.EtcdKeyNotFound):
                         continue
-                owner._hold(full, text)
+                self._hold(owner, full, text, sent)
                 return self._written(full, text, result)
             raise BackendError(self.name, f"put {key!r}: the key kept changing during {_ATTEMPTS} attempts")
+
+    def _hold(self, owner: TtlSession, full: str, text: str, sent: float) -> None:
+        """Give the key just written to its session; undo the write if the session was lost meanwhile.
+
+        Raises:
+            SessionExpired: the session ended while the write was under way.
+        """
+        if owner.hold(full, text, sent):
+            return
+        with contextlib.suppress(etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
+            owner.delete_if(full, text)
+        raise SessionExpired(self.name, f"session {owner.id} was lost during the write")
 
     def _written(self, full: str, text: str, result: Any) -> int:
         index = int(result.modifiedIndex)
@@ -729,11 +628,11 @@ class Etcd2Backend(Backend):
             try:
                 result = self.call(lambda client: client.delete(path, prevValue=value))
             except (etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
-                owner._release(full, value)
+                owner.release(full, value)
                 return False
             # Released only once the server answered: after a lost connection
             # the caller retries, and the key must still count as ours.
-            owner._release(full, value)
+            owner.release(full, value)
             self.indexes.deleted(full, int(result.modifiedIndex))
             return True
 

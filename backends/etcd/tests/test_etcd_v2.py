@@ -23,7 +23,7 @@ from discovery.servers import EtcdCluster, free_ports
 from discovery.testing.waiting import wait_until
 from discovery_etcd import Etcd2Backend
 from discovery_etcd._errors import V2_DISABLED
-from discovery_etcd._v2 import TtlSession
+from discovery_etcd._v2_session import TtlSession
 
 Collect = Callable[..., tuple[list[Batch], Gap | None]]
 
@@ -112,6 +112,42 @@ def test_refresh_keeps_keys_past_the_ttl(v2: Etcd2Backend) -> None:
         assert [record.key for record in v2.list("svc/").records] == ["svc/a/h1"]
         time.sleep(0.2)
     session.close()
+
+
+def test_many_keys_are_refreshed_by_workers_and_none_expires(v2: Etcd2Backend) -> None:
+    session = v2.open_session(2)
+    assert isinstance(session, TtlSession)
+    count = 400  # more than one tick's worth for the session's own thread: the workers share them
+    for n in range(count):
+        v2.put(f"svc/a/h{n}", owned(session), session)
+    stream = v2.watch("svc/", None)
+    try:
+        refreshed_past = v2.list("").revision + 2 * count
+        wait_until(
+            lambda: v2.list("").revision > refreshed_past,
+            timeout=30,
+            message="the keys were not refreshed twice over",
+        )
+        assert session.alive
+        assert len(v2.list("svc/").records) == count
+        assert stream.next(0.2) is None, "a refreshed key changed or expired"
+    finally:
+        stream.close()
+    session.close()
+    assert v2.list("svc/").records == ()
+
+
+def test_a_write_that_lands_after_the_session_ended_is_undone(v2: Etcd2Backend) -> None:
+    session = v2.open_session(2)
+    assert isinstance(session, TtlSession)
+    v2.put("svc/a/h1", owned(session), session)
+    session._end()  # the refresh thread losing the session while a put is under way
+    assert session.alive
+    with pytest.raises(SessionExpired):
+        v2.put("svc/a/h2", owned(session), session)
+    assert [record.key for record in v2.list("svc/").records] == ["svc/a/h1"]
+    session.close()
+    assert v2.list("svc/").records == ()
 
 
 def test_a_key_gone_behind_the_session_turns_it_dead(v2: Etcd2Backend, etcd_cluster: EtcdCluster, root: str) -> None:
