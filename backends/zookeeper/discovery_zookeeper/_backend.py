@@ -9,6 +9,8 @@ the value, service definitions persistent znodes with data. A put bound to a
 by an older session, or another client's, is never taken for ours). Watches
 are persistent recursive watches (:mod:`discovery_zookeeper._persistent_watch`)
 read into changes by :mod:`discovery_zookeeper._stream`; revisions are zxids.
+A listing reads its znodes with ``multiRead`` (:mod:`discovery_zookeeper._multi_read`),
+hundreds per request.
 kazoo drops every watch when its connection drops, even inside the session
 timeout, and never replays them, so each open stream ends with
 ``Gap("connection-loss")`` and the core re-lists; when the session is lost the
@@ -36,6 +38,7 @@ from discovery.backend import Backend, ChangeStream, Listing, Option, Record, Se
 from discovery.capabilities import Capability
 from discovery.errors import BackendError, BackendUnavailable, InvalidOption, SessionExpired, Unsupported
 from discovery_zookeeper._errors import BACKEND, boundary
+from discovery_zookeeper._multi_read import ReadFailed, read_many
 from discovery_zookeeper._paths import Namespace, join, parent
 from discovery_zookeeper._persistent_watch import PersistentWatches
 from discovery_zookeeper._stream import FinishedStream, ZooKeeperChangeStream
@@ -49,6 +52,11 @@ MIN_WATCH_VERSION = (3, 6)
 
 _VERSION = re.compile(r"Zookeeper version:\s*(\d+)\.(\d+)(?:\.(\d+))?")
 _DEAD_STATES = frozenset({KeeperState.CLOSED, KeeperState.AUTH_FAILED})
+# A listing reads instance znodes this many per multiRead: one request
+# instead of hundreds, a reply of tens of kilobytes for typical instances.
+_READS_PER_REQUEST = 200
+# A znode deleted between the children listing and its read, or one whose ACL hides it.
+_GONE_OR_HIDDEN = frozenset({NoNodeError.code, NoAuthError.code})
 
 
 def _seconds(name: str, value: object) -> float:
@@ -190,7 +198,9 @@ class ZooKeeperBackend(Backend):
         """Read every record under ``prefix``: ephemeral znodes and znodes with data.
 
         Persistent znodes with empty data (service paths) are not records. The
-        listing is many reads, not one snapshot; its revision is the largest
+        listing is many reads, not one snapshot: a children listing per level,
+        then the znodes' data in ``multiRead`` requests of a few hundred
+        (:mod:`discovery_zookeeper._multi_read`); its revision is the largest
         zxid the reads saw (``czxid``, ``mzxid``, ``pzxid``), never below an
         earlier listing's.
 
@@ -215,7 +225,7 @@ class ZooKeeperBackend(Backend):
             first = True
             while frontier:
                 listings = [(path, self._client.get_children_async(path, include_data=True)) for path in frontier]
-                reads: list[tuple[str, Any]] = []
+                reads: list[str] = []
                 for path, result in listings:
                     try:
                         children, stat = self._wait(result)
@@ -227,20 +237,25 @@ class ZooKeeperBackend(Backend):
                     for child in children:
                         child_path = join(path, child)
                         if self._namespace.key(child_path) is not None:
-                            reads.append((child_path, self._client.get_async(child_path)))
+                            reads.append(child_path)
                 first = False
                 frontier = []
-                for path, result in reads:
-                    try:
-                        data, stat = self._wait(result)
-                    except (NoNodeError, NoAuthError):
-                        continue
-                    revision = max(revision, stat.czxid, stat.mzxid, stat.pzxid)
-                    key = self._namespace.key(path)
-                    if key is not None and (stat.ephemeralOwner or data):
-                        records.append(Record(key, bytes(data), stat.czxid, stat.mzxid))
-                    if stat.numChildren:
-                        frontier.append(path)
+                replies = read_many(self._client, reads, _READS_PER_REQUEST)
+                for number, reply in enumerate(replies):
+                    start = number * _READS_PER_REQUEST
+                    read = reads[start : start + _READS_PER_REQUEST]
+                    for path, outcome in zip(read, self._wait(reply), strict=True):
+                        if isinstance(outcome, ReadFailed):
+                            if outcome.code in _GONE_OR_HIDDEN:
+                                continue
+                            raise outcome.exception()
+                        data, stat = outcome
+                        revision = max(revision, stat.czxid, stat.mzxid, stat.pzxid)
+                        key = self._namespace.key(path)
+                        if key is not None and (stat.ephemeralOwner or data):
+                            records.append(Record(key, data, stat.czxid, stat.mzxid))
+                        if stat.numChildren:
+                            frontier.append(path)
         with self._state:
             self._floor = revision = max(self._floor, revision)
         return Listing(revision, tuple(records))
