@@ -195,6 +195,7 @@ class Session(abc.ABC):
         self.ttl = ttl
         self._alive = True
         self._listeners: list[Callable[[bool], None]] = []
+        self._key_listeners: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
 
     @property
@@ -220,6 +221,23 @@ class Session(abc.ABC):
             listeners = list(self._listeners)
         for listener in listeners:
             listener(alive)
+
+    def add_key_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(key)`` from a background thread when one key of this live session is gone.
+
+        Only a backend whose keys expire one by one (etcd v2's TTL keys)
+        reports this; the core then puts that key's registration again,
+        under the same session.
+        """
+        with self._lock:
+            self._key_listeners.append(listener)
+
+    def _key_lost(self, key: str) -> None:
+        """Tell the key listeners that ``key`` (relative to the root) is gone while the session lives on."""
+        with self._lock:
+            listeners = list(self._key_listeners)
+        for listener in listeners:
+            listener(key)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -273,6 +273,7 @@ class Registry:
         if session is None or not session.alive:
             session = self.backend.open_session(ttl)
             session.add_listener(functools.partial(self._session_changed, session))
+            session.add_key_listener(functools.partial(self._key_lost, session))
             self._sessions[ttl] = session
         return session
 
@@ -285,6 +286,14 @@ class Registry:
             registration._session_lost(session)
         with self._wake:
             self._wake.notify_all()
+
+    def _key_lost(self, session: Session, key: str) -> None:
+        with self._lock:
+            registration = self._registrations.get(key)
+        if registration is not None:
+            registration._session_lost(session)
+            with self._wake:
+                self._wake.notify_all()
 
     def _start_keeper(self) -> None:
         if self._keeper is None:

@@ -8,9 +8,13 @@ under load longer than the TTL, so live keys expired. Here each key is
 refreshed when a third of the TTL has passed since its last confirmed write
 or refresh (oldest first, so a late round still saves the keys nearest
 expiry), and a large batch of due keys is spread over a few worker threads.
-A session is lost, as a lease would be, when one of its keys was found gone
-or when refreshes failed for a whole TTL; it then deletes its remaining keys
-and reports itself dead. A write that completes after the loss is undone by
+A key found gone at its refresh (it expired, say because the server stalled
+longer than its TTL, or another client deleted it) is reported alone
+(:meth:`~discovery.backend.Session.add_key_listener`), and the core puts
+that one registration again: its siblings, still alive, are not touched.
+Only when refreshes fail for a whole TTL (the server is unreachable) is the
+session lost, as a lease would be: it deletes its remaining keys and reports
+itself dead. A write that completes after the loss is undone by
 its caller (:meth:`TtlSession.hold` refuses it), so no key of a lost session
 outlives the loss unrefreshed.
 """
@@ -58,10 +62,10 @@ class TtlSession(Session):
     """A group of v2 keys with one TTL, each refreshed a third of the TTL after its last write.
 
     Its :attr:`id` is a random token the core writes into each value as
-    ``registrant``. When a key it holds has expired (a refresh meets
-    KeyNotFound) or refreshes fail for a whole TTL, the session is lost: it
-    deletes its remaining keys, as an expired lease would, and reports itself
-    not alive.
+    ``registrant``. A key found gone at its refresh (KeyNotFound) is released
+    and reported to the key listeners. When refreshes fail for a whole TTL,
+    the session is lost: it deletes its remaining keys, as an expired lease
+    would, and reports itself not alive.
     """
 
     def __init__(self, backend: Etcd2Backend, ttl: float) -> None:
@@ -126,10 +130,9 @@ class TtlSession(Session):
             outcomes = self._refresh_all(due)
             if self._stopped.is_set():
                 return
-            expired = next((full for full, outcome in outcomes if outcome == "expired"), None)
-            if expired is not None:
-                self._lost(f"key {expired} expired before its refresh")
-                return
+            for full, outcome in outcomes:
+                if outcome == "expired":
+                    self._report_gone(full)
             failures = [outcome for _, outcome in outcomes if isinstance(outcome, BaseException)]
             if not failures:
                 last_success = time.monotonic()
@@ -160,7 +163,10 @@ class TtlSession(Session):
         try:
             self._call(lambda client: client.refresh(path, self.ttl_seconds, prevValue=value))
         except etcd.EtcdKeyNotFound:
-            return "expired" if self._value_of(full) == value else "skipped"
+            if self._value_of(full) != value:
+                return "skipped"  # deleted or rewritten through this session meanwhile
+            self.release(full, value)
+            return "expired"
         except etcd.EtcdCompareFailed:
             # Replaced meanwhile: by this session's own put (then the value
             # differs and its write reset the schedule), or by a plain write
@@ -181,6 +187,13 @@ class TtlSession(Session):
         with self._held_lock:
             held = self._held.get(full)
             return None if held is None else held.value
+
+    def _report_gone(self, full: str) -> None:
+        """One key expired (or was deleted by another client) while the others live on: let the core put it again."""
+        key = self._backend.keys.relative(full)
+        _log.warning("etcd2 session %s: key %s was gone at its refresh; reported for registering again", self._id, full)
+        if key is not None:
+            self._key_lost(key)
 
     def _call(self, operation: Callable[[etcd.Client], Any]) -> Any:
         return self._backend.call(operation)

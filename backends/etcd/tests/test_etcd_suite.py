@@ -73,7 +73,7 @@ class Etcd2Fixtures(EtcdFixtures):
     gap_reason: ClassVar[str] = "history-window"
 
     def lose_session(self, registry: Registry) -> None:
-        """Delete the session's keys behind its back: its next refresh finds them gone."""
+        """Delete the session's keys behind its back: its next refresh finds each gone, and the core puts it again."""
         assert isinstance(registry.backend, Etcd2Backend)
         client = _python_etcd(self.cluster)
         for session in registry.sessions:

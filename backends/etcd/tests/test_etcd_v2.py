@@ -150,18 +150,46 @@ def test_a_write_that_lands_after_the_session_ended_is_undone(v2: Etcd2Backend) 
     assert v2.list("svc/").records == ()
 
 
-def test_a_key_gone_behind_the_session_turns_it_dead(v2: Etcd2Backend, etcd_cluster: EtcdCluster, root: str) -> None:
+def test_a_key_gone_behind_the_session_is_reported_alone(
+    v2: Etcd2Backend, etcd_cluster: EtcdCluster, root: str
+) -> None:
     session = v2.open_session(2)
     assert isinstance(session, TtlSession)
     heard: list[bool] = []
+    gone: list[str] = []
     session.add_listener(heard.append)
+    session.add_key_listener(gone.append)
     v2.put("svc/a/h1", owned(session), session)
-    v2.put("svc/a/h2", owned(session), session)
+    kept = v2.put("svc/a/h2", owned(session), session)
     raw_client(etcd_cluster).delete(f"{root}/svc/a/h1")
-    wait_until(lambda: not session.alive, timeout=10, message="session never noticed its key was gone")
-    assert heard == [False]
-    assert v2.list("svc/").records == ()
+    wait_until(lambda: gone, timeout=10, message="the session never noticed its key was gone")
+    assert gone == ["svc/a/h1"]
+    assert session.alive and heard == []
+    assert list(session.held()) == [f"{root}/svc/a/h2"]
+    (record,) = v2.list("svc/").records
+    assert (record.key, record.create_revision) == ("svc/a/h2", kept)
     session.close()
+    assert v2.list("svc/").records == ()
+
+
+def test_a_registration_whose_key_vanished_is_put_again_alone(etcd_cluster: EtcdCluster, root: str) -> None:
+    with discovery.connect(etcd_cluster.url("etcd2", root)) as registry:
+        changes: list[bool] = []
+        lost = registry.register("svc", "h1", meta={"v": 1}, ttl=2)
+        lost.on_change(lambda _, alive: changes.append(alive))
+        sibling = registry.register("svc", "h2", ttl=2)
+        (before,) = [i for i in registry.instances("svc") if i.id == "h2"]
+        with registry.watch("svc") as watch:
+            raw_client(etcd_cluster).delete(f"{root}/svc/h1")
+            removed, added = watch.get(10), watch.get(10)
+            assert removed is not None and (removed.kind, removed.instance_id) == (discovery.EventKind.REMOVED, "h1")
+            assert added is not None and (added.kind, added.instance_id) == (discovery.EventKind.ADDED, "h1")
+            assert added.instance is not None and added.instance.meta == {"v": 1}
+            wait_until(lambda: changes == [False, True], timeout=10, message="h1's state changes were not reported")
+            assert watch.get(0.5) is None, "the sibling was touched"
+        assert lost.alive and sibling.alive
+        (after,) = [i for i in registry.instances("svc") if i.id == "h2"]
+        assert after.revision == before.revision
 
 
 def test_values_that_are_not_utf8(v2: Etcd2Backend) -> None:
