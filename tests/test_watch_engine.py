@@ -112,7 +112,7 @@ def test_convergence_check_catches_a_backend_that_drops_a_removal() -> None:
         leases = [writer.register("svc", f"i{i}") for i in range(10)]
         for lease in leases:
             lease.close()
-        with pytest.raises(AssertionError):
+        with pytest.raises(AssertionError, match=r"1 in the watch, not in the store \(svc/i4\)$"):
             wait_converged(watch, writer, [], 2)
 
 

@@ -22,6 +22,7 @@ run backend by backend rather than in interleaved rounds.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from discovery.bench import _memory, _resync
@@ -75,7 +76,9 @@ class KeepaliveWorkload(Workload):
         try:
             rss_connected = population.rss()
             self._windows(target, population, obs)
-            _memory.measure_memory(population, rss_connected, obs)
+            _guarded(obs, population, _memory.memory_metrics(), _memory.SECTION)(
+                lambda: _memory.measure_memory(population, rss_connected, obs)
+            )
             if base_label(target.label) == "memory":
                 population.close()
                 local = LocalPopulation(target, self.ctx.naming.service("resync", "population"), 60.0)
@@ -85,7 +88,9 @@ class KeepaliveWorkload(Workload):
                 finally:
                     local.close()
             else:
-                _resync.measure_resync(target, population, self.profile, obs)
+                _guarded(obs, population, _resync.resync_metrics(), _resync.SECTION)(
+                    lambda: _resync.measure_resync(target, population, self.profile, obs)
+                )
         finally:
             population.close()
         return obs
@@ -116,6 +121,28 @@ class KeepaliveWorkload(Workload):
                 obs.add(f"history_per_s_{size}", _rate(history, history_after, elapsed), "history not available")
                 obs.add(f"window_gaps_{size}", sum(1 for r in idle.gap_reasons[gaps:] if "history-window" in r))
         counters.close()
+
+
+def _guarded(
+    obs: Observations, population: HolderPopulation, metrics: list[Metric], section: str
+) -> Callable[[Callable[[], None]], None]:
+    """Run a measurement over the population; a failure marks only its metrics, with the holder's warnings.
+
+    The keep-alive figures measured before stand; the report shows the
+    failure and what the holder process logged (a lost session, say).
+    """
+
+    def run(measure: Callable[[], None]) -> None:
+        try:
+            measure()
+        except Exception as exc:  # reported in the report, never hidden
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            message = f"{type(exc).__name__}: {first}"
+            if tail := population.child.stderr_tail(400):
+                message += f"; holder stderr: ...{tail}"
+            obs.failed([metric.key for metric in metrics], message, section)
+
+    return run
 
 
 def _rate(before: float | None, after: float | None, elapsed: float) -> float | None:

@@ -117,13 +117,17 @@ class Child:
                 with contextlib.suppress(OSError):
                     pipe.close()
 
-    def _tail(self) -> str:
+    def stderr_tail(self, limit: int = 800) -> str:
+        """The last ``limit`` characters the child wrote to standard error (its library warnings)."""
         try:
             self._stderr.seek(0)
-            text = self._stderr.read().decode("utf-8", "replace").strip()
+            return str(self._stderr.read().decode("utf-8", "replace").strip()[-limit:])
         except (OSError, ValueError):
             return ""
-        return f"; stderr: ...{text[-800:]}" if text else ""
+
+    def _tail(self) -> str:
+        text = self.stderr_tail()
+        return f"; stderr: ...{text}" if text else ""
 
 
 class Children:

@@ -52,12 +52,15 @@ class Observations:
         samples: per series name, raw samples for the plots (latencies in ms...).
         notes: remarks for the report (resync reasons, lost sessions...), per section
             (``""``: the producing workload's own).
+        failures: per metric key, why its measurement failed in this round
+            (the round's other metrics stand).
     """
 
     values: dict[str, list[float]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
 
     def note(self, text: str, section: str = "") -> None:
         """Add a remark for the report, under ``section`` (the producing workload's own by default)."""
@@ -73,6 +76,12 @@ class Observations:
     def na(self, key: str, reason: str) -> None:
         """Mark ``key`` as not applicable here, with the reason."""
         self.unavailable[key] = reason
+
+    def failed(self, keys: list[str], message: str, section: str = "") -> None:
+        """Record that measuring ``keys`` failed with ``message`` (shown as an error in the report)."""
+        for key in keys:
+            self.failures[key] = message
+        self.note(f"error: {message}", section)
 
 
 @dataclass
@@ -125,6 +134,8 @@ class ResultSet:
             cell = self._cell(home.get(key, workload), key, backend)
             if not cell.values:
                 cell.unavailable = reason
+        for key, message in observations.failures.items():
+            self._cell(home.get(key, workload), key, backend).errors.append(message)
         for series, samples in observations.samples.items():
             self.sections[workload].samples.setdefault(series, {}).setdefault(backend, []).extend(samples)
         for section, notes in observations.notes.items():

@@ -10,7 +10,7 @@ real one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from discovery import Event, EventKind, Registry, Snapshot, Watch
 
@@ -80,8 +80,21 @@ def wait_converged(
         if state(applied) == state(current):
             return events
         if time.monotonic() > deadline:
-            missing = set(state(current)) ^ set(state(applied))
-            raise AssertionError(f"watch did not converge in {timeout:g} s; differing paths: {sorted(missing)[:10]}")
+            difference = _difference(state(current), state(applied))
+            raise AssertionError(f"watch did not converge in {timeout:g} s; {difference}")
+
+
+def _difference(store: Mapping[str, object], watched: Mapping[str, object]) -> str:
+    """Where the watch's state and the store's differ, a few paths of each kind."""
+    parts = []
+    for label, paths in (
+        ("in the store, not in the watch", sorted(store.keys() - watched.keys())),
+        ("in the watch, not in the store", sorted(watched.keys() - store.keys())),
+        ("different data", sorted(p for p in store.keys() & watched.keys() if store[p] != watched[p])),
+    ):
+        if paths:
+            parts.append(f"{len(paths)} {label} ({', '.join(paths[:5])})")
+    return "; ".join(parts) or "no difference in the last comparison"
 
 
 def assert_ordered(events: Iterable[Event]) -> None:

@@ -54,6 +54,22 @@ def test_results_say_why_a_metric_has_no_value() -> None:
     assert doc["rate"]["backends"]["etcd"]["na"] == "failed: boom"
 
 
+def test_a_failed_measurement_marks_only_its_metrics() -> None:
+    results = ResultSet(["etcd2"])
+    metrics = [Metric("kept", "kept"), Metric("resync", "resync", section="r")]
+    results.declare("w", "W", "", {}, metrics[:1])
+    results.declare("r", "R", "", {}, metrics[1:])
+    obs = Observations()
+    obs.add("kept", 1.0)
+    obs.failed(["resync"], "AssertionError: no convergence; holder stderr: session lost", "r")
+    results.record("w", "etcd2", obs, metrics)
+    document = results.to_json()
+    assert document["w"]["metrics"]["kept"]["backends"]["etcd2"]["median"] == 1.0
+    failed = document["r"]["metrics"]["resync"]["backends"]["etcd2"]
+    assert failed["na"] == "failed: AssertionError: no convergence; holder stderr: session lost"
+    assert document["r"]["notes"]["etcd2"] == ["error: AssertionError: no convergence; holder stderr: session lost"]
+
+
 def _cell(value: float, low: float | None = None) -> dict[str, Any]:
     return {"median": value, "min": value if low is None else low, "max": value, "n": 1}
 
