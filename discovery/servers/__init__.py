@@ -5,8 +5,9 @@
 URL (``cluster.url()``) and stop it again, removing the directory; each
 :class:`Member` can be killed, paused, resumed, stopped and restarted to play
 failures. ``EtcdCluster(tls=EtcdTls(...))`` serves etcd's clients over https
-with client certificates; :func:`make_test_certificates` makes throwaway
-files for that, for tests. Nothing outlives the Python process: an ``atexit`` hook and a parent
+with client certificates, and ``ZooKeeperCluster(tls=...)`` adds a TLS client
+port to each member; :func:`make_test_certificates` makes throwaway files for
+both, for tests. Nothing outlives the Python process: an ``atexit`` hook and a parent
 death signal end forgotten servers. Programs are found through these
 environment variables, then ``PATH`` and the Debian locations, and a missing
 one raises :class:`MissingServerBinary` naming the packages to install:
@@ -41,7 +42,7 @@ from discovery.servers._errors import MissingServerBinary, ServerError, ServerSt
 from discovery.servers._etcd import EtcdCluster
 from discovery.servers._ports import free_ports
 from discovery.servers._process import Member
-from discovery.servers._tls import EtcdTls, make_test_certificates
+from discovery.servers._tls import EtcdTls, TlsFiles, make_test_certificates
 from discovery.servers._zookeeper import ZooKeeperCluster, four_letter_word
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "MissingServerBinary",
     "ServerError",
     "ServerStartError",
+    "TlsFiles",
     "ZooKeeperCluster",
     "docker_available",
     "find_etcd",

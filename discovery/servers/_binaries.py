@@ -27,6 +27,8 @@ _JAR_DIR = Path("/usr/share/java")
 # but no SLF4J binding: without one the server logs nothing at all.
 _DEFAULT_JARS = ("zookeeper.jar",)
 _LOG_BINDING = "slf4j-simple.jar"
+# Debian's zookeeper.jar manifest omits Netty jars that its TLS server (Netty's SslHandler) needs.
+_NETTY_TLS_JARS = ("netty-codec.jar", "netty-resolver.jar")
 
 
 def _executable(path: str | Path) -> bool:
@@ -92,6 +94,11 @@ def find_java(java: str | None = None) -> str:
             "java", ZOOKEEPER_PACKAGES, JAVA_ENV, f"{given} is not an executable" if given else ""
         )
     return found
+
+
+def zookeeper_tls_jars() -> list[Path]:
+    """The Netty jars ZooKeeper's TLS server needs and Debian's default classpath lacks, those installed."""
+    return [_JAR_DIR / name for name in _NETTY_TLS_JARS if (_JAR_DIR / name).is_file()]
 
 
 def find_zookeeper_classpath(classpath: str | None = None) -> str:

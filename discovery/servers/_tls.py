@@ -1,9 +1,9 @@
-"""TLS for local etcd clusters: the files a cluster serves with, and throwaway test certificates.
+"""TLS for local clusters: the files a cluster serves with, and throwaway test certificates.
 
-:class:`EtcdTls` names the files an :class:`~discovery.servers.EtcdCluster`
-serves its client URLs with (peer traffic stays plain http) and the client
-certificate its own health, status and compaction requests, and the registry
-URLs it hands out, present. :func:`make_test_certificates` makes such files,
+:class:`TlsFiles` names the files a local etcd or ZooKeeper serves its
+clients with and the client certificate that the cluster's own requests, and
+the registry URLs it hands out, present; :class:`EtcdTls` adds etcd's flags
+and the etcd backends' URL options. :func:`make_test_certificates` makes such files,
 for tests only: a fresh CA and a server and a client certificate for
 127.0.0.1, made with the ``openssl`` command line.
 """
@@ -18,23 +18,23 @@ from pathlib import Path
 
 from discovery.servers._errors import MissingServerBinary, ServerError
 
-__all__ = ["EtcdTls", "make_test_certificates"]
+__all__ = ["EtcdTls", "TlsFiles", "make_test_certificates"]
 
 
 @dataclass(frozen=True)
-class EtcdTls:
-    """The TLS files of an etcd cluster that serves its clients over https.
+class TlsFiles:
+    """The TLS files a local cluster serves its clients with, and the client certificate it expects.
 
     Attributes:
         ca_file: the CA bundle that signed the server and client certificates
-            (etcd's ``--trusted-ca-file``; clients verify the server with it).
-        cert_file: the server certificate (``--cert-file``); it must name
-            ``IP:127.0.0.1`` and, for etcd's v3 JSON gateway to reach its own
-            gRPC server, allow client authentication too.
-        key_file: the server certificate's private key (``--key-file``).
+            (the server verifies clients with it; clients verify the server).
+        cert_file: the server certificate; it must name ``IP:127.0.0.1`` and,
+            for etcd's v3 JSON gateway to reach its own gRPC server, allow
+            client authentication too.
+        key_file: the server certificate's private key (PKCS#8 PEM, as Java reads it).
         client_cert_file: the certificate clients present; the server's when None.
         client_key_file: its private key; the server's when None.
-        client_cert_auth: refuse clients without a certificate signed by the CA (``--client-cert-auth``).
+        client_cert_auth: refuse clients without a certificate signed by the CA.
     """
 
     ca_file: Path
@@ -51,6 +51,24 @@ class EtcdTls:
             return self.cert_file, self.key_file
         return self.client_cert_file, self.client_key_file or self.key_file
 
+    def client_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts only the CA and presents the client certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        cert, key = self.client_pair
+        context.load_cert_chain(str(cert), str(key))
+        return context
+
+
+@dataclass(frozen=True)
+class EtcdTls(TlsFiles):
+    """TLS files, with what etcd and the etcd backends make of them.
+
+    An :class:`~discovery.servers.EtcdCluster` serves its client URLs with
+    them (``--cert-file``, ``--key-file``, ``--trusted-ca-file`` and, with
+    ``client_cert_auth``, ``--client-cert-auth``); peer traffic stays plain
+    http. A :class:`~discovery.servers.ZooKeeperCluster` takes them too.
+    """
+
     def server_flags(self) -> list[str]:
         """etcd's command-line flags for serving client URLs with these files."""
         flags = [f"--cert-file={self.cert_file}", f"--key-file={self.key_file}", f"--trusted-ca-file={self.ca_file}"]
@@ -62,13 +80,6 @@ class EtcdTls:
         """The etcd backends' URL options (``protocol``, ``ca``, ``cert``, ``key``) for a client of these files."""
         cert, key = self.client_pair
         return {"protocol": "https", "ca": str(self.ca_file), "cert": str(cert), "key": str(key)}
-
-    def client_context(self) -> ssl.SSLContext:
-        """An SSL context that trusts only the CA and presents the client certificate."""
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        cert, key = self.client_pair
-        context.load_cert_chain(str(cert), str(key))
-        return context
 
 
 _CONFIG = """\

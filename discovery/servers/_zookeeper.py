@@ -7,21 +7,28 @@ for sessions of one to a few seconds and session expiry takes seconds, not
 minutes. Four-letter words are all enabled, since health and leadership are
 read with ``ruok`` and ``srvr``; the admin HTTP server is off. The JVM gets a
 small heap and the flags that make it start fast, but keeps its JIT whole, so
-benchmark numbers stay representative.
+benchmark numbers stay representative. With TLS files, each member also
+serves a secure client port through Netty (PEM key and trust stores, client
+certificates required when the files say so); the plain port stays open on
+127.0.0.1 for health checks and four-letter words, and :meth:`ZooKeeperCluster.url`
+names the secure ports with the backend's TLS options.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import ClassVar
 
-from discovery.servers._binaries import find_java, find_zookeeper_classpath
-from discovery.servers._cluster import Cluster
+from discovery.servers._binaries import CLASSPATH_ENV, find_java, find_zookeeper_classpath, zookeeper_tls_jars
+from discovery.servers._cluster import Cluster, normalise_root
 from discovery.servers._errors import ServerError
 from discovery.servers._process import Member
+from discovery.servers._tls import TlsFiles
 
 _MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 _SERVING_MODES = frozenset({"standalone", "leader", "follower"})
@@ -109,6 +116,10 @@ class ZooKeeperCluster(Cluster):
         min_session_timeout_ms: the shortest session a client may get; two ticks when None.
         max_session_timeout_ms: the longest session a client may get.
         heap: the JVM's maximum heap (``-Xmx``).
+        tls: also serve clients over TLS with these files, on a secure port per
+            member (client certificates required if ``tls.client_cert_auth``);
+            :meth:`url` then names those ports with the ``use_ssl``, ``ca``,
+            ``certfile`` and ``keyfile`` options.
 
     Raises:
         MissingServerBinary: Java or ZooKeeper's jars are not installed
@@ -117,7 +128,8 @@ class ZooKeeperCluster(Cluster):
     """
 
     kind: ClassVar[str] = "zookeeper"
-    ports_per_member: ClassVar[int] = 3
+    # client, quorum, election, and the secure client port (used with TLS only).
+    ports_per_member: ClassVar[int] = 4
     default_timeout: ClassVar[float] = 60.0
 
     def __init__(
@@ -131,10 +143,15 @@ class ZooKeeperCluster(Cluster):
         min_session_timeout_ms: int | None = None,
         max_session_timeout_ms: int = 60000,
         heap: str = "256m",
+        tls: TlsFiles | None = None,
     ) -> None:
         super().__init__(members, base_dir)
         self.java = find_java(java)
         self.classpath = find_zookeeper_classpath(classpath)
+        if tls is not None and not (classpath or os.environ.get(CLASSPATH_ENV)):
+            self.classpath = os.pathsep.join([self.classpath, *map(str, zookeeper_tls_jars())])
+        self.tls = tls
+        self._secure_ports: dict[str, int] = {}
         self.tick_time_ms = tick_time_ms
         self.min_session_timeout_ms = 2 * tick_time_ms if min_session_timeout_ms is None else min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
@@ -153,6 +170,25 @@ class ZooKeeperCluster(Cluster):
             raise ServerError(f"{member.name}: no version in srvr answer {answer[:200]!r}")
         return version
 
+    @property
+    def secure_hosts(self) -> str:
+        """The TLS client addresses, ``"127.0.0.1:p1,..."`` (empty without TLS or before start)."""
+        return ",".join(f"127.0.0.1:{self._secure_ports[m.name]}" for m in self.members if m.name in self._secure_ports)
+
+    def url(self, scheme: str | None = None, root: str = "/services") -> str:
+        """A registry URL naming every member; with TLS, their secure ports and the backend's TLS options.
+
+        Raises:
+            ServerError: the cluster is not started.
+        """
+        if self.tls is None:
+            return super().url(scheme, root)
+        self._require_started()
+        cert, key = self.tls.client_pair
+        options = {"use_ssl": "true", "ca": str(self.tls.ca_file), "certfile": str(cert), "keyfile": str(key)}
+        query = urllib.parse.urlencode(options)
+        return f"{scheme or self.kind}://{self.secure_hosts}{normalise_root(root)}?{query}"
+
     def command(self, member: Member, word: str, timeout: float = 2.0) -> str:
         """Send a four-letter command to ``member`` and return its answer.
 
@@ -161,7 +197,26 @@ class ZooKeeperCluster(Cluster):
         """
         return four_letter_word(member.client_port, word, timeout=timeout)
 
-    def _config(self, member_dir: Path, client_port: int, servers: list[str]) -> str:
+    def _tls_config(self, member_dir: Path, secure_port: int) -> list[str]:
+        """zoo.cfg lines for a Netty TLS client port (zoo.cfg keys become ``zookeeper.*`` properties)."""
+        if self.tls is None:
+            return []
+        # Java's PEM key store wants the private key and its certificate in one file.
+        key_store = member_dir / "server-key-and-cert.pem"
+        key_store.write_text(Path(self.tls.key_file).read_text() + Path(self.tls.cert_file).read_text())
+        key_store.chmod(0o600)
+        return [
+            f"secureClientPort={secure_port}",
+            "secureClientPortAddress=127.0.0.1",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={key_store}",
+            "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={self.tls.ca_file}",
+            "ssl.trustStore.type=PEM",
+            f"ssl.clientAuth={'need' if self.tls.client_cert_auth else 'none'}",
+        ]
+
+    def _config(self, member_dir: Path, client_port: int, servers: list[str], secure_port: int | None) -> str:
         # initLimit and syncLimit count ticks; at 100 ms a follower gets at least
         # 5 s to sync at start (three JVMs on two cores are slow) and 2 s of
         # silence before it drops a leader.
@@ -182,10 +237,14 @@ class ZooKeeperCluster(Cluster):
             "admin.enableServer=false",
             *servers,
         ]
+        if secure_port is not None:
+            lines += self._tls_config(member_dir, secure_port)
         return "\n".join(lines) + "\n"
 
     def _make_members(self, ports: list[int]) -> list[Member]:
-        triples = [tuple(ports[index : index + 3]) for index in range(0, len(ports), 3)]
+        quads = [tuple(ports[index : index + 4]) for index in range(0, len(ports), 4)]
+        triples = [quad[:3] for quad in quads]
+        self._secure_ports = {f"zookeeper-{sid}": quad[3] for sid, quad in enumerate(quads, 1)} if self.tls else {}
         servers = (
             [f"server.{sid}=127.0.0.1:{quorum}:{election}" for sid, (_, quorum, election) in enumerate(triples, 1)]
             if self.size > 1
@@ -198,7 +257,7 @@ class ZooKeeperCluster(Cluster):
             (member_dir / "data").mkdir(parents=True, exist_ok=True)
             (member_dir / "data" / "myid").write_text(f"{sid}\n")
             config = member_dir / "zoo.cfg"
-            config.write_text(self._config(member_dir, client, servers))
+            config.write_text(self._config(member_dir, client, servers, self._secure_ports.get(name)))
             command = [
                 self.java,
                 f"-Xmx{self.heap}",
