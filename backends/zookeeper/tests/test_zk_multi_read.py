@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from kazoo.security import make_digest_acl
 
 from discovery_zookeeper._multi_read import MultiRead, ReadFailed, read_many
 
-SESSION_TIMEOUT = 4.0
 
-
-@pytest.fixture
-def client(hosts: str) -> Iterator[KazooClient]:
-    client = KazooClient(hosts=hosts, timeout=SESSION_TIMEOUT)
-    client.start(timeout=15)
-    yield client
-    client.stop()
-    client.close()
-
-
-def test_reads_data_and_stats_in_order(client: KazooClient, root: str) -> None:
+def test_reads_data_and_stats_in_order(kazoo_client: KazooClient, root: str) -> None:
+    client = kazoo_client
     paths = [f"{root}/n{i}" for i in range(450)]
     for i, path in enumerate(paths):
         client.create(path, f"value {i}".encode(), makepath=True, ephemeral=i % 2 == 0)
@@ -43,7 +30,8 @@ def test_reads_data_and_stats_in_order(client: KazooClient, root: str) -> None:
     assert results[1][1].ephemeralOwner == 0  # type: ignore[index]
 
 
-def test_a_missing_or_refused_znode_fails_alone(client: KazooClient, root: str) -> None:
+def test_a_missing_or_refused_znode_fails_alone(kazoo_client: KazooClient, root: str) -> None:
+    client = kazoo_client
     client.create(f"{root}/here", b"yes", makepath=True)
     client.create(f"{root}/secret", b"no", acl=[make_digest_acl("someone", "else", all=True)])
     results = MultiRead((f"{root}/here", f"{root}/gone", f"{root}/secret", f"{root}/here"))
@@ -56,7 +44,8 @@ def test_a_missing_or_refused_znode_fails_alone(client: KazooClient, root: str) 
     assert isinstance(secret.exception(), NoAuthError)
 
 
-def test_an_empty_request_is_answered_empty(client: KazooClient) -> None:
+def test_an_empty_request_is_answered_empty(kazoo_client: KazooClient) -> None:
+    client = kazoo_client
     reply = client.handler.async_result()
     client._call(MultiRead(()), reply)
     assert reply.get(timeout=10) == []
