@@ -13,6 +13,7 @@ build the error with ``.orig`` set; callers ``raise ... from exc``.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -249,4 +250,28 @@ def translate_v2(exc: BaseException, backend: str, action: str) -> DiscoveryErro
         return exc
     if v2_disabled(exc):
         return Unsupported(f"the v2 API ({V2_DISABLED})", backend)
+    if isinstance(exc, etcd.EtcdConnectionFailed) and _tls_refused(exc):
+        return AuthenticationFailed(backend, f"{action}: {exc}", exc)
     return _lookup(exc, V2_TABLE)(backend, f"{action}: {exc}", exc)
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """Whether a TLS handshake failure lies behind ``exc``.
+
+    python-etcd wraps every failed request in EtcdConnectionFailed, keeping
+    urllib3's error as ``cause`` (a MaxRetryError keeps the SSL error as
+    ``reason``): a refused client certificate or an unverifiable server is
+    then an authentication failure, as it is on the v3 API.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | uex.SSLError):
+            return True
+        pending += [getattr(current, "cause", None), getattr(current, "reason", None)]
+        pending += [current.__cause__, current.__context__]
+    return False

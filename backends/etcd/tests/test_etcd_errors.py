@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import ssl
 import types
 
 import etcd
@@ -100,6 +101,17 @@ def test_translate_v3(exc: BaseException, expected: type[BackendError]) -> None:
     ("exc", "expected"),
     [
         (etcd.EtcdConnectionFailed("x"), BackendUnavailable),
+        (
+            etcd.EtcdConnectionFailed("x", cause=urllib3.exceptions.MaxRetryError(None, "/v2/keys", reason=OSError())),
+            BackendUnavailable,
+        ),
+        (
+            etcd.EtcdConnectionFailed(
+                "x", cause=urllib3.exceptions.MaxRetryError(None, "/v2/keys", reason=urllib3.exceptions.SSLError())
+            ),
+            AuthenticationFailed,
+        ),
+        (etcd.EtcdConnectionFailed("x", cause=ssl.SSLError(1, "certificate required")), AuthenticationFailed),
         (etcd.EtcdWatchTimedOut("x"), BackendTimeout),
         (etcd.EtcdInsufficientPermissions("x"), AuthenticationFailed),
         (etcd.EtcdLeaderElectionInProgress("x"), BackendUnavailable),
