@@ -76,8 +76,12 @@ class KeepaliveWorkload(Workload):
         try:
             rss_connected = population.rss()
             self._windows(target, population, obs)
-            _guarded(obs, population, _memory.memory_metrics(), _memory.SECTION)(
-                lambda: _memory.measure_memory(population, rss_connected, obs)
+            _guarded(
+                obs,
+                population,
+                _memory.memory_metrics(),
+                _memory.SECTION,
+                lambda: _memory.measure_memory(population, rss_connected, obs),
             )
             if base_label(target.label) == "memory":
                 population.close()
@@ -88,8 +92,12 @@ class KeepaliveWorkload(Workload):
                 finally:
                     local.close()
             else:
-                _guarded(obs, population, _resync.resync_metrics(), _resync.SECTION)(
-                    lambda: _resync.measure_resync(target, population, self.profile, obs)
+                _guarded(
+                    obs,
+                    population,
+                    _resync.resync_metrics(),
+                    _resync.SECTION,
+                    lambda: _resync.measure_resync(target, population, self.profile, obs),
                 )
         finally:
             population.close()
@@ -124,25 +132,25 @@ class KeepaliveWorkload(Workload):
 
 
 def _guarded(
-    obs: Observations, population: HolderPopulation, metrics: list[Metric], section: str
-) -> Callable[[Callable[[], None]], None]:
+    obs: Observations,
+    population: HolderPopulation,
+    metrics: list[Metric],
+    section: str,
+    measure: Callable[[], None],
+) -> None:
     """Run a measurement over the population; a failure marks only its metrics, with the holder's warnings.
 
     The keep-alive figures measured before stand; the report shows the
     failure and what the holder process logged (a lost session, say).
     """
-
-    def run(measure: Callable[[], None]) -> None:
-        try:
-            measure()
-        except Exception as exc:  # reported in the report, never hidden
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            message = f"{type(exc).__name__}: {first}"
-            if tail := population.child.stderr_tail(400):
-                message += f"; holder stderr: ...{tail}"
-            obs.failed([metric.key for metric in metrics], message, section)
-
-    return run
+    try:
+        measure()
+    except Exception as exc:  # reported in the report, never hidden
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        message = f"{type(exc).__name__}: {first}"
+        if tail := population.child.stderr_tail(400):
+            message += f"; holder stderr: ...{tail}"
+        obs.failed([metric.key for metric in metrics], message, section)
 
 
 def _rate(before: float | None, after: float | None, elapsed: float) -> float | None:
