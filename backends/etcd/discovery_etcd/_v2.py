@@ -102,12 +102,7 @@ class V2KeySpace(KeySpace):
     @staticmethod
     def url_path(full: str) -> str:
         """A full v2 key as it goes in the URL (python-etcd does not quote keys)."""
-        return _path(full)
-
-
-def _path(full: str) -> str:
-    """A v2 key as it goes in the URL (python-etcd does not quote keys)."""
-    return quote(full, safe="/~")
+        return quote(full, safe="/~")
 
 
 def _registrant(value: str | None) -> str | None:
@@ -226,7 +221,7 @@ class V2WatchStream(QueuedStream):
         for endpoint in self._owner.endpoint_order():
             try:
                 response = self._http.get(
-                    f"{endpoint}/v2/keys{_path(self._directory)}",
+                    f"{endpoint}/v2/keys{self._owner.keys.url_path(self._directory)}",
                     params={"wait": "true", "recursive": "true", "waitIndex": str(self._index)},
                     stream=True,
                     timeout=(settings.timeout, _POLL_SECONDS),
@@ -430,7 +425,7 @@ class Etcd2Backend(Backend):
             etcd.EtcdException: the read failed.
         """
         try:
-            return int(self.call(lambda client: client.read(_path(directory))).etcd_index)
+            return int(self.call(lambda client: client.read(self.keys.url_path(directory))).etcd_index)
         except etcd.EtcdKeyNotFound as exc:
             if v2_disabled(exc):
                 raise
@@ -450,9 +445,10 @@ class Etcd2Backend(Backend):
         """
         self._check_open()
         directory = self.keys.directory(prefix)
+        path = self.keys.url_path(directory)
         with self.boundary("list"):
             try:
-                result = self.call(lambda client: client.read(_path(directory), recursive=True, quorum=True))
+                result = self.call(lambda client: client.read(path, recursive=True, quorum=True))
             except etcd.EtcdKeyNotFound as exc:
                 if v2_disabled(exc):
                     raise
@@ -526,7 +522,7 @@ class Etcd2Backend(Backend):
         """
         self._check_open()
         full = self.keys.full(key)
-        path = _path(full)
+        path = self.keys.url_path(full)
         with self.boundary("put"):
             if session is None:
                 # Sent as bytes: etcd stores them as they are; v2 answers in
@@ -610,7 +606,7 @@ class Etcd2Backend(Backend):
         """
         self._check_open()
         full = self.keys.full(key)
-        path = _path(full)
+        path = self.keys.url_path(full)
         with self.boundary("delete"):
             if session is None:
                 try:

@@ -26,10 +26,9 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import etcd
 
@@ -161,7 +160,7 @@ class TtlSession(Session):
         path = self._backend.keys.url_path(full)
         sent = time.monotonic()
         try:
-            self._call(lambda client: client.refresh(path, self.ttl_seconds, prevValue=value))
+            self._backend.call(lambda client: client.refresh(path, self.ttl_seconds, prevValue=value))
         except etcd.EtcdKeyNotFound:
             if self._value_of(full) != value:
                 return "skipped"  # deleted or rewritten through this session meanwhile
@@ -195,9 +194,6 @@ class TtlSession(Session):
         if key is not None:
             self._key_lost(key)
 
-    def _call(self, operation: Callable[[etcd.Client], Any]) -> Any:
-        return self._backend.call(operation)
-
     def _end(self) -> dict[str, str]:
         """Refuse further writes; return the keys held at that moment."""
         with self._held_lock:
@@ -230,7 +226,7 @@ class TtlSession(Session):
             etcd.EtcdKeyNotFound: the key is gone.
             etcd.EtcdCompareFailed: the key holds another value.
         """
-        self._call(lambda client: client.delete(self._backend.keys.url_path(full), prevValue=value))
+        self._backend.call(lambda client: client.delete(self._backend.keys.url_path(full), prevValue=value))
 
     def stop(self) -> None:
         """Stop refreshing without telling the server (the keys expire after the TTL)."""

@@ -240,10 +240,7 @@ class ZooKeeperBackend(Backend):
                             reads.append(child_path)
                 first = False
                 frontier = []
-                replies = read_many(self._client, reads, _READS_PER_REQUEST)
-                for number, reply in enumerate(replies):
-                    start = number * _READS_PER_REQUEST
-                    read = reads[start : start + _READS_PER_REQUEST]
+                for read, reply in read_many(self._client, reads, _READS_PER_REQUEST):
                     for path, outcome in zip(read, self._wait(reply), strict=True):
                         if isinstance(outcome, ReadFailed):
                             if outcome.code in _GONE_OR_HIDDEN:

@@ -99,16 +99,17 @@ class MultiRead:
             results.append((data, stat))
 
 
-def read_many(client: Any, paths: list[str], chunk: int) -> list[Any]:
-    """Send ``multiRead`` requests of up to ``chunk`` paths each at once; return their async results.
+def read_many(client: Any, paths: list[str], chunk: int) -> list[tuple[tuple[str, ...], Any]]:
+    """Send ``multiRead`` requests of up to ``chunk`` paths each at once; return each request's paths and async result.
 
     Each result's ``get()`` gives the list :meth:`MultiRead.deserialize` built,
     in the order of its paths, or raises what kazoo raises for a request
     (``ConnectionLoss``, ``UnimplementedError`` on a server older than 3.6).
     """
-    replies = []
+    sent = []
     for start in range(0, len(paths), chunk):
+        request = MultiRead(tuple(paths[start : start + chunk]))
         reply = client.handler.async_result()
-        client._call(MultiRead(tuple(paths[start : start + chunk])), reply)
-        replies.append(reply)
-    return replies
+        client._call(request, reply)
+        sent.append((request.paths, reply))
+    return sent

@@ -17,8 +17,9 @@ def test_reads_data_and_stats_in_order(kazoo_client: KazooClient, root: str) -> 
     client.create(f"{root}/empty", b"")
     wanted = [*paths, f"{root}/empty"]
     replies = read_many(client, wanted, chunk=200)
-    assert len(replies) == 3
-    results = [result for reply in replies for result in reply.get(timeout=10)]
+    assert [len(paths) for paths, _ in replies] == [200, 200, 51]
+    assert [path for paths, _ in replies for path in paths] == wanted
+    results = [result for _, reply in replies for result in reply.get(timeout=10)]
     assert len(results) == len(wanted)
     for path, result in zip(wanted, results, strict=True):
         assert not isinstance(result, ReadFailed)

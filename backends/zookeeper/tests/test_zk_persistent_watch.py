@@ -137,7 +137,7 @@ def test_subscriptions_share_the_server_watch_until_the_last_is_removed(
     watched: tuple[KazooClient, PersistentWatches], zookeeper_cluster: object, root: str
 ) -> None:
     if not isinstance(zookeeper_cluster, ZooKeeperCluster):
-        pytest.skip("reading the server's watches needs a local server's four-letter words")
+        pytest.skip("needs the native servers (DISCOVERY_SERVERS=docker): reads the server's watch table with wchp")
     cluster = zookeeper_cluster
     client, watches = watched
     client.ensure_path(root)
