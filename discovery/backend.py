@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from discovery._background import call_listener, start_thread
 from discovery.capabilities import Capability
 from discovery.errors import AlreadyRegistered, Unsupported
 
@@ -181,6 +182,18 @@ class ChangeStream(abc.ABC):
     def close(self) -> None:
         """Stop the stream and release its resources. Idempotent; never raises."""
 
+    @property
+    def confirmed(self) -> bool:
+        """Whether the server has accepted this stream (acknowledged it, or delivered through it).
+
+        The engine counts a reopened stream as recovered only once it is
+        confirmed, so a stream that opens without contacting the server and
+        then fails cannot make a dead server look alive. The default, True,
+        suits a backend whose :meth:`Backend.watch` reaches the server before
+        it returns.
+        """
+        return True
+
 
 class Session(abc.ABC):
     """A lease or session that keeps the keys put under it alive.
@@ -220,7 +233,7 @@ class Session(abc.ABC):
             self._alive = alive
             listeners = list(self._listeners)
         for listener in listeners:
-            listener(alive)
+            call_listener(f"session {self.id}", listener, alive)
 
     def add_key_listener(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(key)`` from a background thread when one key of this live session is gone.
@@ -237,7 +250,17 @@ class Session(abc.ABC):
         with self._lock:
             listeners = list(self._key_listeners)
         for listener in listeners:
-            listener(key)
+            call_listener(f"session {self.id}", listener, key)
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        """Run the session's keep-alive ``target`` in the background; if it dies, the session is lost.
+
+        A keep-alive that dies of a bug would leave the session to expire
+        while it still looks alive; instead the death is logged and the
+        session turns not alive, so the core opens a new one and registers
+        its instances again.
+        """
+        return start_thread(name, target, lambda _exc: self._set_alive(False))
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -264,6 +287,9 @@ class Backend(abc.ABC):
         options: the options it accepts, beyond the core's.
         default_port: the port used when the URL names a host without one.
         min_ttl: the shortest ttl the server honours, in seconds.
+        max_value_bytes: the largest value :meth:`put` can store, in bytes.
+        max_key_bytes: the largest key the server takes, as :meth:`key_size` measures it.
+        max_codepoint: the largest Unicode code point the server takes in a name.
     """
 
     name: ClassVar[str] = ""
@@ -271,9 +297,20 @@ class Backend(abc.ABC):
     options: ClassVar[Mapping[str, Option]] = {}
     default_port: ClassVar[int] = 0
     min_ttl: ClassVar[float] = 0.1
+    max_value_bytes: ClassVar[int] = 1 << 30
+    max_key_bytes: ClassVar[int] = 1 << 20
+    max_codepoint: ClassVar[int] = 0x10FFFF
 
     def __init__(self, target: Target) -> None:
         self.target = target
+
+    def key_size(self, key: str) -> int:
+        """The size of ``key`` (relative to the root) as the server measures it, to compare with :attr:`max_key_bytes`.
+
+        The default counts the UTF-8 bytes of the root and key; a backend that
+        sends keys in another form (percent-encoded in a URL) counts that form.
+        """
+        return len(f"{self.target.root}/{key}".encode())
 
     @abc.abstractmethod
     def list(self, prefix: str) -> Listing:
@@ -322,6 +359,10 @@ class Backend(abc.ABC):
         Raises:
             AlreadyRegistered: with a session, the key exists and is not bound
                 to it (build it with :func:`key_held`).
+            NameConflict: a key exists below ``key``, or ``key`` lies below an
+                existing key: keys form a tree whose leaves hold values, so one
+                name cannot be both (ZooKeeper and etcd v2 refuse it natively;
+                other backends check it in the same atomic write).
             SessionExpired: the session no longer exists on the server.
             BackendError: the write failed.
         """

@@ -14,7 +14,8 @@ fields, not only text::
     ├── InvalidInput                (field, value, reason)  also a ValueError
     │   ├── InvalidName
     │   ├── InvalidMeta
-    │   └── InvalidValue
+    │   ├── InvalidValue
+    │   └── NameConflict            (key, conflict)
     ├── AlreadyRegistered           (service, instance_id)
     ├── NotFound                    (service, instance_id)
     ├── Unsupported                 (operation, backend)
@@ -29,7 +30,30 @@ fields, not only text::
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 3
+_SHOWN.maxstring = 60
+_SHOWN.maxother = 60
+_SHOWN.maxlong = 40
+
+
+def shown(value: object) -> str:
+    """A short, safe ``repr`` of a refused value for an error message.
+
+    Never raises and never recurses without bound: values nested 100,000 deep,
+    integers of thousands of digits and objects whose ``repr`` fails are
+    described instead of printed.
+    """
+    try:
+        text = _SHOWN.repr(value)
+    except Exception:
+        if isinstance(value, int):
+            return f"<int of {value.bit_length()} bits>"
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class DiscoveryError(Exception):
@@ -72,7 +96,7 @@ class InvalidOption(ConfigurationError):
         self.option = option
         self.value = value
         self.reason = reason
-        super().__init__(f"option {option!r}={value!r}: {reason}")
+        super().__init__(f"option {option!r}={shown(value)}: {reason}")
 
 
 class CapabilityMissing(ConfigurationError):
@@ -102,10 +126,7 @@ class InvalidInput(DiscoveryError, ValueError):
         self.field = field
         self.value = value
         self.reason = reason
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"invalid {field} {shown}: {reason}")
+        super().__init__(f"invalid {field} {shown(value)}: {reason}")
 
 
 class InvalidName(InvalidInput):
@@ -118,6 +139,30 @@ class InvalidMeta(InvalidInput):
 
 class InvalidValue(InvalidInput):
     """A scalar argument (ttl, port, address, min_instances...) is out of range."""
+
+
+class NameConflict(InvalidInput):
+    """A name would be both an instance id and a service path segment under the same parent.
+
+    Keys form a tree whose leaves are instances and definitions: after
+    ``shop/api/x`` exists, ``api`` is a sub-service of ``shop`` and cannot
+    also be an instance id of ``shop``, and the other way round. Raised by
+    every backend alike, from the write itself, so nothing is changed.
+
+    Attributes:
+        key: the key that was to be written, relative to the root.
+        conflict: the existing key in its way (below it, or above it).
+    """
+
+    def __init__(self, key: str, conflict: str) -> None:
+        self.key = key
+        self.conflict = conflict
+        service, _, name = key.rpartition("/")
+        if conflict.startswith(key + "/"):
+            field, reason = "instance_id", f"{name!r} is already a sub-service of {service!r} (key {conflict!r})"
+        else:
+            field, reason = "service", f"{service!r} lies below the instance {conflict!r}"
+        super().__init__(field, key, f"name conflict: {reason}; a name is either an instance id or a service")
 
 
 class AlreadyRegistered(DiscoveryError):

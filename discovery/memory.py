@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from discovery._background import start_thread
 from discovery.backend import (
     Backend,
     Batch,
@@ -35,7 +36,7 @@ from discovery.backend import (
     key_held,
 )
 from discovery.capabilities import Capability
-from discovery.errors import BackendUnavailable, SessionExpired
+from discovery.errors import BackendUnavailable, NameConflict, SessionExpired
 
 __all__ = ["MemoryBackend", "MemorySession", "MemoryStore"]
 
@@ -65,6 +66,9 @@ class MemoryStore:
         self.entries: dict[str, _Entry] = {}
         self.history: collections.deque[Batch] = collections.deque(maxlen=history_window)
         self.leases: dict[str, _Lease] = {}
+        # How many keys lie below each directory (every proper prefix of a
+        # key), so a put can refuse a name conflict without scanning.
+        self.below: collections.Counter[str] = collections.Counter()
         self._lease_ids = itertools.count(1)
         self._reaper: threading.Thread | None = None
 
@@ -80,6 +84,30 @@ class MemoryStore:
         self.condition.notify_all()
         return self.revision
 
+    def add_entry(self, key: str, entry: _Entry) -> None:
+        """Store a new key. Caller holds the lock and has checked :meth:`conflict`."""
+        self.entries[key] = entry
+        for directory in _directories(key):
+            self.below[directory] += 1
+
+    def remove_entry(self, key: str) -> _Entry:
+        """Remove a key and return its entry. Caller holds the lock."""
+        entry = self.entries.pop(key)
+        for directory in _directories(key):
+            self.below[directory] -= 1
+            if not self.below[directory]:
+                del self.below[directory]
+        return entry
+
+    def conflict(self, key: str) -> str | None:
+        """The existing key below ``key`` or above it, if any (keys form a tree). Caller holds the lock."""
+        for directory in _directories(key):
+            if directory in self.entries:
+                return directory
+        if self.below.get(key):
+            return next(k for k in self.entries if k.startswith(key + "/"))
+        return None
+
     def oldest_revision(self) -> int:
         """The first revision still in the history. Caller holds the lock."""
         return self.history[0].revision if self.history else self.revision + 1
@@ -91,8 +119,7 @@ class MemoryStore:
             self.leases[lease_id] = _Lease(ttl, time.monotonic() + ttl)
             if self._reaper is None:
                 # One reaper per store, only while it has leases.
-                self._reaper = threading.Thread(target=self._reap, name=f"memory-reaper-{self.name}", daemon=True)
-                self._reaper.start()
+                self._reaper = start_thread(f"memory-reaper-{self.name}", self._reap, self._reaper_died)
             self.condition.notify_all()
             return lease_id
 
@@ -114,9 +141,13 @@ class MemoryStore:
             self.revision += 1
             changes = []
             for key in sorted(lease.keys):
-                del self.entries[key]
+                self.remove_entry(key)
                 changes.append(Change(ChangeKind.DELETE, key, None, 0, self.revision, expired))
             self.commit(changes)
+
+    def _reaper_died(self, _exc: BaseException) -> None:
+        with self.condition:
+            self._reaper = None
 
     def _reap(self) -> None:
         with self.condition:
@@ -128,6 +159,12 @@ class MemoryStore:
                 next_deadline = min((lease.deadline for lease in self.leases.values()), default=now)
                 self.condition.wait(max(0.01, next_deadline - now))
             self._reaper = None
+
+
+def _directories(key: str) -> list[str]:
+    """Every proper prefix of ``key`` that ends at a ``/`` (without it)."""
+    parts = key.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 _stores_lock = threading.Lock()
@@ -155,8 +192,7 @@ class MemorySession(Session):
         self._store = store
         self._id = store.grant(ttl)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._keep_alive, name=f"memory-keepalive-{self._id}", daemon=True)
-        self._thread.start()
+        self._thread = self._start_thread(f"memory-keepalive-{self._id}", self._keep_alive)
 
     @property
     def id(self) -> str:
@@ -273,12 +309,17 @@ class MemoryBackend(Backend):
                     raise SessionExpired("memory", f"lease {session_id} has expired")
                 if entry is not None and entry.session_id != session_id:
                     raise key_held(key)
+            if entry is None and (conflict := store.conflict(full)) is not None:
+                raise NameConflict(key, self._relative(conflict))
             store.revision += 1
             revision = store.revision
             if entry is not None and entry.session_id is not None and entry.session_id != session_id:
                 store.leases[entry.session_id].keys.discard(full)
-            create = entry.create_revision if entry is not None else revision
-            store.entries[full] = _Entry(value, create, revision, session_id)
+            if entry is None:
+                store.add_entry(full, _Entry(value, revision, revision, session_id))
+            else:
+                store.entries[full] = _Entry(value, entry.create_revision, revision, session_id)
+            create = store.entries[full].create_revision
             if session_id is not None:
                 store.leases[session_id].keys.add(full)
             return store.commit([Change(ChangeKind.PUT, full, value, create, revision)])
@@ -290,7 +331,7 @@ class MemoryBackend(Backend):
             entry = store.entries.get(full)
             if entry is None or (session is not None and entry.session_id != session.id):
                 return False
-            del store.entries[full]
+            store.remove_entry(full)
             if entry.session_id is not None and entry.session_id in store.leases:
                 store.leases[entry.session_id].keys.discard(full)
             store.revision += 1
