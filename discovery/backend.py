@@ -289,7 +289,9 @@ class Backend(abc.ABC):
         min_ttl: the shortest ttl the server honours, in seconds.
         max_value_bytes: the largest value :meth:`put` can store, in bytes.
         max_key_bytes: the largest key the server takes, as :meth:`key_size` measures it.
-        max_codepoint: the largest Unicode code point the server takes in a name.
+        refused_characters: inclusive ranges of code points the server refuses
+            in a name, beyond the control and space characters the core
+            refuses everywhere.
     """
 
     name: ClassVar[str] = ""
@@ -299,7 +301,7 @@ class Backend(abc.ABC):
     min_ttl: ClassVar[float] = 0.1
     max_value_bytes: ClassVar[int] = 1 << 30
     max_key_bytes: ClassVar[int] = 1 << 20
-    max_codepoint: ClassVar[int] = 0x10FFFF
+    refused_characters: ClassVar[tuple[tuple[int, int], ...]] = ()
 
     def __init__(self, target: Target) -> None:
         self.target = target
