@@ -8,13 +8,16 @@ that called it. Every background thread is started with :func:`start_thread`:
 should its body die anyway, the death is logged at ``CRITICAL`` with the
 traceback and the thread's owner is told through ``on_death``, so it can
 mark what the thread kept alive as lost and recover, instead of the work
-silently stopping.
+silently stopping. A background retry loop reports a failure that repeats
+through :class:`RateLimitedLog`: once when it starts, then at most once per
+interval with the count of repeats, so an outage does not flood the log.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 _log = logging.getLogger("discovery.background")
@@ -54,3 +57,38 @@ def start_thread(
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+class RateLimitedLog:
+    """Log a message that repeats (a retry failing every 200 ms) once, then once per interval with a count."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, topic: str, message: str, *args: object) -> None:
+        """Log at WARNING, unless ``topic`` was logged less than an interval ago."""
+        self._log(logging.WARNING, topic, message, args)
+
+    def info(self, topic: str, message: str, *args: object) -> None:
+        """Log at INFO, unless ``topic`` was logged less than an interval ago."""
+        self._log(logging.INFO, topic, message, args)
+
+    def clear(self, topic: str) -> None:
+        """Forget ``topic``: the failure is over; the next one is logged at once."""
+        with self._lock:
+            self._last.pop(topic, None)
+
+    def _log(self, level: int, topic: str, message: str, args: tuple[object, ...]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._last.get(topic, (float("-inf"), 0))
+            if now - last < self._interval:
+                self._last[topic] = (last, suppressed + 1)
+                return
+            self._last[topic] = (now, 0)
+        if suppressed:
+            message += f" (repeated {suppressed} times since last logged)"
+        self._logger.log(level, message, *args)

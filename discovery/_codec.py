@@ -89,8 +89,12 @@ def decode_instance(service: str, instance_id: str, value: bytes | None, revisio
     text = value.decode("utf-8", errors="replace")
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         document = None
+    if "\\u" in text and not _is_text(document):
+        # A JSON escape of a lone surrogate (from another tool) would make
+        # every consumer that prints or encodes the instance fail.
+        document = _as_text(document)
     if not isinstance(document, dict):
         return Instance(service, instance_id, None, None, MappingProxyType({"raw": text}), revision)
     address = document.get("address")
@@ -106,6 +110,20 @@ def decode_instance(service: str, instance_id: str, value: bytes | None, revisio
         MappingProxyType(meta),
         revision,
     )
+
+
+def _is_text(document: object) -> bool:
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _as_text(document: object) -> object:
+    """The document with every lone surrogate replaced by U+FFFD."""
+    encoded = json.dumps(document, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+    return json.loads(encoded.decode("utf-8", errors="replace"))
 
 
 def decode_min_instances(value: bytes) -> int:

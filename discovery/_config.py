@@ -10,7 +10,10 @@ option neither the core nor the backend declares is an error naming it.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import re
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from discovery._plugins import load_backend
-from discovery._validation import DEFAULT_META_LIMIT
+from discovery._validation import DEFAULT_META_LIMIT, VALUE_OVERHEAD
 from discovery.backend import Backend, Option, Target
 from discovery.errors import ConfigurationError, InvalidOption
 
@@ -57,6 +60,13 @@ class Resolved:
 
 
 def _convert(name: str, option: Option, value: object) -> object:
+    converted = _converted(name, option, value)
+    if isinstance(converted, float) and not math.isfinite(converted):
+        raise InvalidOption(name, value, "must be a finite number")
+    return converted
+
+
+def _converted(name: str, option: Option, value: object) -> object:
     kind = option.kind
     if isinstance(value, str) and kind is not str:
         text = value.strip()
@@ -84,8 +94,8 @@ def _read_config(path: Path | None) -> dict[str, object]:
             raise ConfigurationError(f"config file {str(path)!r} does not exist")
         return {}
     try:
-        document = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"config file {str(path)!r}: {exc}") from exc
     table = document.get("registry", {})
     if not isinstance(table, dict):
@@ -93,25 +103,53 @@ def _read_config(path: Path | None) -> dict[str, object]:
     return dict(table)
 
 
+def _redacted(url: str) -> str:
+    """The URL with any ``user:password@`` part masked, for error messages."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", url)
+
+
 def _parse_hosts(netloc: str, default_port: int, url: str) -> tuple[tuple[str, int], ...]:
+    if "@" in netloc:
+        raise InvalidOption(
+            "url", url, "credentials in the URL are not read; give them as options (username=..., password=...)"
+        )
+    if not netloc:
+        return ()
     hosts: list[tuple[str, int]] = []
-    for part in filter(None, netloc.split(",")):
+    for part in netloc.split(","):
         host, port = part, default_port
         if part.startswith("["):
-            host, _, rest = part[1:].partition("]")
-            if rest.startswith(":"):
+            host, bracket, rest = part[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise InvalidOption("url", url, f"bad IPv6 host {part!r}; expected [address]:port")
+            if rest:
                 port = _port(rest[1:], url)
         elif ":" in part:
             host, _, text = part.rpartition(":")
             port = _port(text, url)
+        if not host or any(not c.isprintable() or c.isspace() or c in "[]/" for c in host):
+            raise InvalidOption("url", url, f"bad host {part!r} (an empty or malformed entry in the host list)")
         hosts.append((host, port))
     return tuple(hosts)
 
 
 def _port(text: str, url: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise InvalidOption("url", url, f"bad port {text!r}")
     return int(text)
+
+
+def _root(path: str, url: str) -> str:
+    """The root from the URL's path: ``/a/b`` (``""`` for none), each segment a plain name."""
+    stripped = path.strip("/")
+    if not stripped:
+        return ""
+    for segment in stripped.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidOption("url", url, f"root segment {segment!r}: empty, '.' and '..' are not names")
+        if not all(c.isalnum() or c in "._:@+=-~" for c in segment):
+            raise InvalidOption("url", url, f"root segment {segment!r}: allowed are letters, digits and ._:@+=-~")
+    return "/" + stripped
 
 
 def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Mapping[str, object]) -> Resolved:
@@ -127,16 +165,20 @@ def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Map
     chosen = url or os.environ.get("DISCOVERY_URL") or file_url or DEFAULT_URL
     if not isinstance(chosen, str):
         raise InvalidOption("url", chosen, "must be a string")
-    parts = urllib.parse.urlsplit(chosen)
+    shown_url = _redacted(chosen)
+    try:
+        parts = urllib.parse.urlsplit(chosen)
+    except ValueError as exc:
+        raise InvalidOption("url", shown_url, f"not a URL: {exc}") from None
     if not parts.scheme or "://" not in chosen:
         raise InvalidOption(
-            "url", chosen, "expected scheme://host[:port][,host...]/root, e.g. etcd://127.0.0.1:2379/services"
+            "url", shown_url, "expected scheme://host[:port][,host...]/root, e.g. etcd://127.0.0.1:2379/services"
         )
     backend = load_backend(parts.scheme.lower())
     try:
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
     except ValueError as exc:
-        raise InvalidOption("url", chosen, f"bad query string: {exc}") from None
+        raise InvalidOption("url", shown_url, f"bad query string: {exc}") from None
     merged: dict[str, object] = {**file_options, **query, **options}
     known = {**CORE_OPTIONS, **backend.options}
     values: dict[str, object] = {name: option.default for name, option in known.items()}
@@ -146,10 +188,12 @@ def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Map
                 name, value, f"unknown option for backend {backend.name!r}; known: {', '.join(sorted(known))}"
             )
         values[name] = _convert(name, known[name], value)
-    hosts = _parse_hosts(parts.netloc, backend.default_port, chosen)
+    hosts = _parse_hosts(parts.netloc, backend.default_port, shown_url)
     if backend.default_port and not hosts:
-        hosts = (("127.0.0.1", backend.default_port),)
-    root = "/" + parts.path.strip("/") if parts.path.strip("/") else ""
+        raise InvalidOption(
+            "url", shown_url, f"names no host; expected e.g. {backend.name}://127.0.0.1:{backend.default_port}/services"
+        )
+    root = _root(parts.path, shown_url)
     target = Target(parts.scheme.lower(), hosts, root, {n: values[n] for n in backend.options})
     settings = Settings(**{n: values[n] for n in CORE_OPTIONS})  # type: ignore[arg-type]
     for name in ("default_ttl", "reconnect_timeout"):
@@ -158,4 +202,16 @@ def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Map
     for name in ("meta_limit", "buffer_size"):
         if int(getattr(settings, name)) < 1:
             raise InvalidOption(name, getattr(settings, name), "must be at least 1")
-    return Resolved(chosen, backend, target, settings)
+    return Resolved(chosen, backend, target, _cap_meta(settings, backend, "meta_limit" in merged))
+
+
+def _cap_meta(settings: Settings, backend: type[Backend], explicit: bool) -> Settings:
+    """Hold ``meta_limit`` to what the backend can store: refuse a larger explicit one, lower the default."""
+    cap = backend.max_value_bytes - VALUE_OVERHEAD
+    if settings.meta_limit <= cap:
+        return settings
+    if explicit:
+        raise InvalidOption(
+            "meta_limit", settings.meta_limit, f"above {backend.name}'s largest value: at most {cap} bytes of meta"
+        )
+    return dataclasses.replace(settings, meta_limit=cap)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from discovery._background import call_listener
 from discovery._codec import encode_instance, instance_key
 from discovery._validation import check_address, check_meta, check_port
 from discovery.backend import Session
@@ -90,7 +91,11 @@ class Registration:
         return self._closed
 
     def on_change(self, listener: StateListener) -> None:
-        """Call ``listener(registration, alive)`` from a background thread whenever :attr:`alive` changes."""
+        """Call ``listener(registration, alive)`` from a background thread whenever :attr:`alive` changes.
+
+        An exception the listener raises is logged with its traceback and
+        ignored: it never stops the keep-alive or the re-registration.
+        """
         with self._lock:
             self._listeners.append(listener)
 
@@ -163,7 +168,7 @@ class Registration:
             self._alive = alive
             listeners = list(self._listeners)
         for listener in listeners:
-            listener(self, alive)
+            call_listener(f"registration {self.key}", listener, self, alive)
 
     def _session_lost(self, session: Session) -> None:
         with self._lock:

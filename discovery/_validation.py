@@ -3,7 +3,11 @@
 Every public call validates its arguments here first, so a rejected call
 never touches the store. Each rule raises a specific
 :class:`~discovery.errors.InvalidInput` subclass naming the field, the value
-and the reason.
+and the reason. Beyond the rules every backend shares, :func:`check_fits`
+holds a name to the limits its backend declares (characters the server
+refuses, the key's size as the server measures it), so a name the server
+would refuse is refused here, with the limit named, not reported later as
+an outage.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discovery.errors import InvalidMeta, InvalidName, InvalidValue
+
+if TYPE_CHECKING:
+    from discovery.backend import Backend
 
 MAX_SEGMENT_LENGTH = 128
 MAX_DEPTH = 16
@@ -21,6 +28,11 @@ MAX_ADDRESS_LENGTH = 255
 MIN_TTL = 0.1
 MAX_TTL = 86_400.0
 DEFAULT_META_LIMIT = 64 * 1024
+VALUE_OVERHEAD = 1024
+"""Bytes of a stored instance beyond its meta (address, port, field names, registrant), at most."""
+MAX_META_DEPTH = 32
+MAX_REVISION = 2**63 - 1
+_INT_LIMIT = 2**63
 _PUNCTUATION = frozenset("._:@+=-~")
 
 
@@ -154,26 +166,89 @@ def check_min_instances(value: int) -> int:
     return value
 
 
+def _json_problem(value: object) -> str | None:
+    """Why ``value`` is not plain, portable JSON, or None; iterative, so any depth is safe to inspect."""
+    stack: list[tuple[object, int, str]] = [(value, 0, "meta")]
+    while stack:
+        item, depth, path = stack.pop()
+        if depth > MAX_META_DEPTH:
+            return f"nested deeper than {MAX_META_DEPTH} levels"
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, str):
+            if not _is_text(item):
+                return f"{path} holds a lone surrogate, which is not text"
+        elif isinstance(item, int):
+            if not -_INT_LIMIT <= item < _INT_LIMIT:
+                return f"{path} holds an integer beyond 64 bits"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{path} holds {item}, which JSON cannot carry"
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return f"{path} has a key that is not a string ({type(key).__name__})"
+                if not _is_text(key):
+                    return f"{path} has a key with a lone surrogate"
+                stack.append((child, depth + 1, f"{path}.{key[:40]}"))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1, f"{path}[{index}]") for index, child in enumerate(item))
+        else:
+            return f"{path} holds a {type(item).__name__}, which is not JSON"
+    return None
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_meta(value: Mapping[str, Any] | None, limit: int) -> dict[str, Any]:
     """Check metadata and return a plain copy.
 
     Raises:
-        InvalidMeta: not a mapping with string keys, not JSON-serializable,
-            or larger than ``limit`` bytes encoded.
+        InvalidMeta: not a mapping with string keys; not plain JSON (nested
+            deeper than 32 levels, an integer beyond 64 bits, NaN or infinity,
+            a lone surrogate, a value of another type); or larger than
+            ``limit`` bytes encoded.
     """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidMeta("meta", value, "must be a mapping of strings to JSON values")
-    for key in value:
-        if not isinstance(key, str):
-            raise InvalidMeta("meta", value, f"key {key!r} is not a string")
-    try:
-        encoded = json.dumps(dict(value), allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidMeta("meta", value, f"not JSON-serializable: {exc}") from None
+    problem = _json_problem(value)
+    if problem is not None:
+        raise InvalidMeta("meta", value, problem)
+    encoded = json.dumps(dict(value), separators=(",", ":"))
     size = len(encoded.encode())
     if size > limit:
         raise InvalidMeta("meta", value, f"{size} bytes encoded, above the limit of {limit}")
     result: dict[str, Any] = json.loads(encoded)
     return result
+
+
+def check_fits(field: str, value: str, key: str, backend: Backend) -> None:
+    """Check that a name passes the backend's own limits, for the key it ends up in.
+
+    Args:
+        field: the argument's name, for the error.
+        value: the argument as given.
+        key: the key (or key prefix) the argument becomes, relative to the root.
+        backend: the backend whose limits apply.
+
+    Raises:
+        InvalidName: a character the server refuses in names, or a key larger
+            than the server takes.
+    """
+    for low, high in backend.refused_characters:
+        for char in value:
+            if low <= ord(char) <= high:
+                reason = f"contains U+{ord(char):04X}; {backend.name} refuses U+{low:04X}..U+{high:04X} in names"
+                raise InvalidName(field, value, reason)
+    size = backend.key_size(key)
+    if size > backend.max_key_bytes:
+        reason = f"its key is {size} bytes as {backend.name} sends it, above its limit of {backend.max_key_bytes}"
+        raise InvalidName(field, value, reason)

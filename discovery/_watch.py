@@ -12,9 +12,16 @@ new stream, lists again and emits the difference per key as ordinary events
 flagged ``resync=True``: keys whose (create, modify) revisions are unchanged
 emit nothing, nor do keys whose modify revision moved while their data did
 not (an etcd v2 TTL refresh); a deleted and re-created key emits REMOVED
-then ADDED. A stream that cannot be reopened
-within ``reconnect_timeout`` is raised to the consumer as
-:class:`~discovery.errors.WatchBroken`; the watch never ends silently.
+then ADDED.
+
+An outage starts with the first failure (a stream that breaks, an open or
+listing that fails) and ends only when a stream is *confirmed* by the server
+(it acknowledged the stream or delivered through it): a stream that opens
+without contacting the server and then fails does not end it. Attempts
+within one outage back off exponentially, so a dead server costs a handful
+of requests, not a spin, and when the outage outlasts ``reconnect_timeout``
+the consumer gets :class:`~discovery.errors.WatchBroken` (at the timeout,
+plus at most one attempt); the watch never ends silently.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
-from discovery._codec import decode_instance, key_prefix, parse_key
+from discovery._codec import decode_instance, decode_min_instances, key_prefix, parse_key
 from discovery.backend import Backend, Batch, Change, ChangeKind, ChangeStream, Gap, Listing
 from discovery.capabilities import Capability
 from discovery.errors import BackendError, DiscoveryError, RegistryClosed, WatchBroken
@@ -40,6 +47,17 @@ _T = TypeVar("_T")
 _POLL_SECONDS = 0.25
 _RETRY_FIRST_SECONDS = 0.05
 _RETRY_MAX_SECONDS = 2.0
+
+
+@dataclass
+class _Outage:
+    """Since when the watch has had no confirmed stream, and how long to wait before the next attempt."""
+
+    started: float
+    deadline: float
+    delay: float = _RETRY_FIRST_SECONDS
+    attempts: int = 0
+    last_error: str = "no stream confirmed by the server"
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,15 @@ def _known_from_listing(listing: Listing) -> dict[str, _Known]:
         instance = decode_instance(parsed.service, parsed.name, record.value, record.mod_revision)
         known[record.key] = _Known(record.create_revision, record.mod_revision, instance)
     return known
+
+
+def _definitions_from_listing(listing: Listing) -> dict[str, int]:
+    definitions: dict[str, int] = {}
+    for record in listing.records:
+        parsed = parse_key(record.key)
+        if parsed is not None and parsed.is_definition:
+            definitions[parsed.service] = decode_min_instances(record.value)
+    return definitions
 
 
 def _same_data(a: Instance, b: Instance) -> bool:
@@ -103,6 +130,7 @@ class Watch:
         self._resyncs = 0
         self._gap_reasons: list[str] = []
         self._resync_requested: str | None = None
+        self._outage: _Outage | None = None
         # Replay mode (``since``): the state at ``since`` is not known, so the
         # model starts empty; a delete of a key never seen is still reported.
         self._replay = since is not None
@@ -112,6 +140,8 @@ class Watch:
             self._stream = backend.watch(self._key_prefix, since)
             listing = Listing(since, ())
         self._known = _known_from_listing(listing)
+        self._definitions = _definitions_from_listing(listing)
+        self._definitions_version = 0
         self._floor = listing.revision if self._atomic and not self._replay else 0
         self._baseline = listing.revision
         self._position = listing.revision
@@ -222,7 +252,51 @@ class Watch:
     ) -> None:
         self.close()
 
+    @property
+    def definitions(self) -> dict[str, int]:
+        """The service definitions under the prefix (service -> ``min_instances``), kept current by the stream.
+
+        Not events: the event stream carries instances only. Empty at first
+        with ``since``, until a resync lists them.
+        """
+        with self._cond:
+            return dict(self._definitions)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until an event is buffered, the definitions change, or the watch breaks or closes.
+
+        Returns:
+            True if something is ready (then :meth:`get` or
+            :attr:`definitions` has news, or :meth:`get` raises); False on timeout.
+        """
+        with self._cond:
+            version = self._definitions_version
+            return self._cond.wait_for(
+                lambda: (
+                    bool(self._buffer)
+                    or self._definitions_version != version
+                    or self._error is not None
+                    or self._closed
+                ),
+                timeout,
+            )
+
     # -- pump side -----------------------------------------------------------
+
+    def _set_definitions(self, definitions: dict[str, int]) -> None:
+        with self._cond:
+            if definitions != self._definitions:
+                self._definitions = definitions
+                self._definitions_version += 1
+                self._cond.notify_all()
+
+    def _definition_changed(self, service: str, change: Change) -> None:
+        definitions = dict(self._definitions)
+        if change.kind is ChangeKind.DELETE:
+            definitions.pop(service, None)
+        else:
+            definitions[service] = decode_min_instances(change.value or b"")
+        self._set_definitions(definitions)
 
     def _open(self) -> tuple[ChangeStream, Listing]:
         """Open a stream from now, then list: the two overlap, nothing falls between."""
@@ -250,8 +324,11 @@ class Watch:
                         return
                     _log.info("watch on %r: stream broke (%s), resuming", self.prefix, exc)
                     self._stream.close()
+                    self._outage_failed(exc)
                     self._resume()
                     continue
+                if self._outage is not None:
+                    self._check_outage(item)
                 if item is None:
                     continue
                 if isinstance(item, Gap):
@@ -279,27 +356,68 @@ class Watch:
             self._cond.notify_all()
         self._stream.close()
 
-    def _retrying(self, what: str, attempt: Callable[[], _T]) -> _T:
-        """Call ``attempt()`` until it succeeds or ``reconnect_timeout`` passes.
+    def _outage_failed(self, exc: BackendError) -> _Outage:
+        """Record a failure: start an outage, or continue the current one.
 
         Raises:
-            WatchBroken: it kept failing for ``reconnect_timeout`` seconds.
+            WatchBroken: the outage has lasted ``reconnect_timeout``.
+        """
+        now = time.monotonic()
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage(now, now + self._reconnect_timeout)
+        outage.last_error = str(exc)
+        if now >= outage.deadline:
+            raise WatchBroken(
+                self.prefix, f"no confirmed stream for {self._reconnect_timeout:g} s: {outage.last_error}"
+            ) from exc
+        return outage
+
+    def _check_outage(self, item: Batch | Gap | None) -> None:
+        """End the outage once the stream is confirmed; raise if it never is within the timeout.
+
+        Raises:
+            WatchBroken: the stream stayed unconfirmed past ``reconnect_timeout``.
+        """
+        outage = self._outage
+        assert outage is not None
+        if isinstance(item, Batch) or self._stream.confirmed:
+            self._outage = None
+        elif time.monotonic() >= outage.deadline:
+            raise WatchBroken(
+                self.prefix, f"no confirmed stream for {self._reconnect_timeout:g} s: {outage.last_error}"
+            )
+
+    def _retrying(self, what: str, attempt: Callable[[], _T]) -> _T:
+        """Call ``attempt()`` until it succeeds, backing off within the current outage.
+
+        Raises:
+            WatchBroken: the outage lasted ``reconnect_timeout`` seconds.
             RegistryClosed: the watch was closed meanwhile.
         """
-        deadline = time.monotonic() + self._reconnect_timeout
-        delay = _RETRY_FIRST_SECONDS
         while True:
             if self._closed:
                 raise RegistryClosed("watch closed")
+            outage = self._outage
+            if outage is not None and outage.attempts:
+                # Within an outage every attempt waits its turn, the last one
+                # exactly at the deadline, so WatchBroken is neither early nor late.
+                pause = min(outage.delay, max(0.0, outage.deadline - time.monotonic()))
+                with self._cond:
+                    self._cond.wait_for(lambda: self._closed, timeout=pause)
+                outage.delay = min(outage.delay * 2, _RETRY_MAX_SECONDS)
+                if self._closed:
+                    raise RegistryClosed("watch closed")
             try:
-                return attempt()
+                result = attempt()
             except BackendError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise WatchBroken(self.prefix, f"{what} failed for {self._reconnect_timeout:g} s: {exc}") from exc
+                outage = self._outage_failed(exc)
+                outage.attempts += 1
                 _log.info("watch on %r: %s failed (%s), retrying", self.prefix, what, exc)
-            with self._cond:
-                self._cond.wait_for(lambda: self._closed, timeout=delay)
-            delay = min(delay * 2, _RETRY_MAX_SECONDS)
+                continue
+            if self._outage is not None:
+                self._outage.attempts += 1
+            return result
 
     def _resume(self) -> None:
         self._stream = self._retrying("resume", lambda: self._backend.watch(self._key_prefix, self._position))
@@ -328,6 +446,7 @@ class Watch:
                 # TTL refresh by another client) is not an update.
                 events.append(Event(EventKind.UPDATED, instance.service, instance.id, instance, revision, True))
         self._known = fresh
+        self._set_definitions(_definitions_from_listing(listing))
         self._replay = False
         self._floor = listing.revision if self._atomic else 0
         self._baseline = listing.revision
@@ -366,7 +485,10 @@ class Watch:
             if change.mod_revision <= self._floor:
                 continue
             parsed = parse_key(change.key)
-            if parsed is None or parsed.is_definition:
+            if parsed is None:
+                continue
+            if parsed.is_definition:
+                self._definition_changed(parsed.service, change)
                 continue
             known = updates[change.key] if change.key in updates else self._known.get(change.key)
             if known is not None and change.mod_revision <= known.mod_revision:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from discovery._background import RateLimitedLog, start_thread
 from discovery._codec import (
     decode_min_instances,
     definition_key,
@@ -31,7 +32,9 @@ from discovery._config import Settings, resolve
 from discovery._registration import Registration
 from discovery._status import build_status
 from discovery._validation import (
+    MAX_REVISION,
     check_address,
+    check_fits,
     check_instance_id,
     check_meta,
     check_min_instances,
@@ -57,6 +60,7 @@ from discovery.models import Instance, Snapshot, StatusNode
 
 _log = logging.getLogger("discovery.registry")
 _KEEPER_RETRY_SECONDS = 0.2
+_REPEAT_LOG_SECONDS = 30.0
 
 
 def connect(
@@ -117,6 +121,7 @@ class Registry:
         self._closed = False
         self._wake = threading.Condition(self._lock)
         self._keeper: threading.Thread | None = None
+        self._warnings = RateLimitedLog(_log, _REPEAT_LOG_SECONDS)
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -126,6 +131,24 @@ class Registry:
     def _check_open(self) -> None:
         if self._closed:
             raise RegistryClosed("registry is closed")
+
+    def _check_service(self, service: str, key: str) -> None:
+        """Check a service path, and that ``key`` built from it fits the backend."""
+        check_service(service)
+        check_fits("service", service, key, self.backend)
+
+    def _check_instance(self, service: str, instance_id: str) -> None:
+        """Check a service path and instance id, and that the instance's key fits the backend."""
+        self._check_service(service, key_prefix(service))
+        check_instance_id(instance_id)
+        check_fits("instance_id", instance_id, instance_key(service, instance_id), self.backend)
+
+    def _check_prefix(self, prefix: str) -> str:
+        """Check a prefix (``""`` for everything) and return it normalised."""
+        prefix = check_prefix(prefix)
+        if prefix:
+            check_fits("prefix", prefix, key_prefix(prefix), self.backend)
+        return prefix
 
     # -- service definitions -------------------------------------------------
 
@@ -137,7 +160,7 @@ class Registry:
             InvalidValue: bad ``min_instances``.
             BackendError: the write failed.
         """
-        check_service(service)
+        self._check_service(service, definition_key(service))
         check_min_instances(min_instances)
         self._check_open()
         self.backend.put(definition_key(service), encode_definition(min_instances), None)
@@ -150,7 +173,7 @@ class Registry:
             NotFound: the service is not defined.
             BackendError: the delete failed.
         """
-        check_service(service)
+        self._check_service(service, definition_key(service))
         self._check_open()
         if not self.backend.delete(definition_key(service)):
             raise NotFound(service)
@@ -162,7 +185,7 @@ class Registry:
             InvalidName: bad prefix.
             BackendError: the read failed.
         """
-        prefix = check_prefix(prefix)
+        prefix = self._check_prefix(prefix)
         self._check_open()
         return {
             parsed.service: decode_min_instances(record.value)
@@ -205,8 +228,7 @@ class Registry:
             AlreadyRegistered: another live registrant holds this id.
             BackendError: the write failed.
         """
-        check_service(service)
-        check_instance_id(instance_id)
+        self._check_instance(service, instance_id)
         check_address(address)
         check_port(port)
         clean_meta = check_meta(meta, self.settings.meta_limit)
@@ -239,8 +261,7 @@ class Registry:
             NotFound: no such instance.
             BackendError: the delete failed.
         """
-        check_service(service)
-        check_instance_id(instance_id)
+        self._check_instance(service, instance_id)
         self._check_open()
         key = instance_key(service, instance_id)
         with self._lock:
@@ -296,9 +317,16 @@ class Registry:
                 self._wake.notify_all()
 
     def _start_keeper(self) -> None:
-        if self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep, name="discovery-keeper", daemon=True)
-            self._keeper.start()
+        """Start the keeper thread, or a new one if the last died. Caller holds the lock."""
+        if self._keeper is None or not self._keeper.is_alive():
+            self._keeper = start_thread("discovery-keeper", self._keep, self._keeper_died)
+
+    def _keeper_died(self, exc: BaseException) -> None:
+        # Only a BaseException that is not an Exception gets here (each round
+        # catches the rest); the registrations still need a keeper.
+        with self._lock:
+            if not self._closed:
+                self._start_keeper()
 
     def _keep(self) -> None:
         """Re-create registrations whose session the server dropped, with their latest data."""
@@ -312,20 +340,32 @@ class Registry:
                     continue
             for registration in lost:
                 try:
-                    with self._lock, registration._lock:
-                        if registration.closed or registration.alive or self._closed:
-                            continue
-                        registration._write(self._session(registration.ttl))
-                    _log.info("re-registered %s", registration.key)
-                except AlreadyRegistered:
-                    _log.warning("cannot re-register %s: held by another registrant", registration.key)
-                except SessionExpired:
-                    self._sessions[registration.ttl]._set_alive(False)
-                except BackendError as exc:
-                    _log.info("re-registering %s failed: %s", registration.key, exc)
+                    self._restore(registration)
+                except Exception:
+                    # A bug must not end re-registration for every instance of this registry.
+                    _log.exception("re-registering %s failed unexpectedly; retrying", registration.key)
             with self._wake:
                 if not self._closed:
                     self._wake.wait(_KEEPER_RETRY_SECONDS)
+
+    def _restore(self, registration: Registration) -> None:
+        """Write one lost registration again on a live session; failures are logged, rate-limited."""
+        try:
+            with self._lock, registration._lock:
+                if registration.closed or registration.alive or self._closed:
+                    return
+                registration._write(self._session(registration.ttl))
+            self._warnings.clear(registration.key)
+            _log.info("re-registered %s", registration.key)
+        except AlreadyRegistered:
+            self._warnings.warn(registration.key, "cannot re-register %s: held by another registrant", registration.key)
+        except SessionExpired:
+            with self._lock:
+                session = self._sessions.get(registration.ttl)
+            if session is not None:
+                session._set_alive(False)
+        except BackendError as exc:
+            self._warnings.info(registration.key, "re-registering %s failed: %s", registration.key, exc)
 
     # -- reads ---------------------------------------------------------------
 
@@ -336,7 +376,7 @@ class Registry:
             InvalidName: bad service path.
             BackendError: the read failed.
         """
-        check_service(service)
+        self._check_service(service, key_prefix(service))
         self._check_open()
         return [i for i in self.snapshot(service).instances if i.service == service]
 
@@ -347,7 +387,7 @@ class Registry:
             InvalidName: bad prefix.
             BackendError: the read failed.
         """
-        prefix = check_prefix(prefix)
+        prefix = self._check_prefix(prefix)
         self._check_open()
         return snapshot_of(self.backend.list(key_prefix(prefix)))
 
@@ -358,7 +398,7 @@ class Registry:
             InvalidName: bad prefix.
             BackendError: the read failed.
         """
-        prefix = check_prefix(prefix)
+        prefix = self._check_prefix(prefix)
         self._check_open()
         top = prefix.split("/", 1)[0]
         counts: dict[str, int] = {}
@@ -397,12 +437,14 @@ class Registry:
             InvalidValue: bad buffer size.
             BackendError: the stream could not be opened.
         """
-        prefix = check_prefix(prefix)
+        prefix = self._check_prefix(prefix)
         size = self.settings.buffer_size if buffer_size is None else buffer_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise InvalidValue("buffer_size", size, "must be a positive integer")
-        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
-            raise InvalidValue("since", since, "must be a revision, an integer >= 0")
+        if since is not None and (
+            isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_REVISION
+        ):
+            raise InvalidValue("since", since, f"must be a revision, an integer in 0..{MAX_REVISION}")
         self._check_open()
         watch = Watch(
             self.backend, prefix, buffer_size=size, reconnect_timeout=self.settings.reconnect_timeout, since=since

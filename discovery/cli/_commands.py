@@ -41,7 +41,6 @@ from discovery.cli._render import (
 from discovery.cli._signals import until_stopped
 from discovery.models import StatusNode
 
-_TREE_REFRESH_SECONDS = 5.0
 _POLL_SECONDS = 1.0
 
 
@@ -84,6 +83,8 @@ def parse_meta(pairs: Sequence[str], meta_json: str | None) -> dict[str, Any]:
     if meta_json is not None:
         try:
             loaded = json.loads(meta_json)
+        except RecursionError:
+            raise click.BadParameter("nested too deeply", param_hint="--meta-json") from None
         except ValueError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--meta-json") from None
         if not isinstance(loaded, dict):
@@ -151,8 +152,21 @@ def register(
             state.note("press Ctrl-C to deregister")
             _wait_forever()
         if registration is not None:
-            registration.close()
-            _line(state, f"deregistered {registration.key}")
+            _deregister_on_stop(state, registration)
+
+
+def _deregister_on_stop(state: CliState, registration: discovery.Registration) -> None:
+    """Deregister after a stop signal; a server that cannot be told is reported, and the exit stays 0.
+
+    A stop signal asked to end the registration, and it ends either way: at
+    once when the server is told, else by expiry after the ttl.
+    """
+    try:
+        registration.close()
+    except discovery.BackendError as exc:
+        state.note(f"could not deregister {registration.key} now ({exc}); it expires after its ttl")
+        return
+    _line(state, f"deregistered {registration.key}")
 
 
 def _show_state(state: CliState, registration: discovery.Registration, alive: bool) -> None:
@@ -289,8 +303,10 @@ def _watch_tree(state: CliState, registry: discovery.Registry, watch: discovery.
 def _next_status(
     registry: discovery.Registry, watch: discovery.Watch, prefix: str, revision: int
 ) -> tuple[int, StatusNode]:
-    """Wait for the next events (or the refresh period, for definition changes), then read the status."""
-    events = watch.get_batch(_TREE_REFRESH_SECONDS)
+    """Wait until the watch has news (events, or a definition changed), then read the status."""
+    while not watch.wait(_POLL_SECONDS):
+        pass
+    events = watch.get_batch(0)
     while events:
         revision = max(revision, events[-1].revision)
         events = watch.get_batch(0)

@@ -26,6 +26,7 @@ from discovery.errors import (
     DiscoveryError,
     InvalidInput,
     InvalidOption,
+    NameConflict,
     NotFound,
     UnknownBackend,
     WatchBroken,
@@ -63,7 +64,11 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(UNKNOWN_BACKEND, "unknown backend or missing capability", (UnknownBackend, CapabilityMissing)),
     ExitCode(UNREACHABLE, "server unreachable, or no local server of the kind asked for", (BackendError, WatchBroken)),
     ExitCode(NOT_FOUND, "not found (instance, service definition, local servers)", (NotFound,)),
-    ExitCode(CONFLICT, "conflict (the id is held by another live registrant...)", (AlreadyRegistered,)),
+    ExitCode(
+        CONFLICT,
+        "conflict (the id is held by another live registrant, or the name is a service or instance already)",
+        (AlreadyRegistered, NameConflict),
+    ),
     ExitCode(INTERRUPTED, "interrupted (Ctrl-C) during a short command"),
 )
 """Every exit code of the command, in order."""

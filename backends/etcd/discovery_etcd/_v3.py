@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from discovery._background import start_thread
 from discovery.backend import (
     Backend,
     Batch,
@@ -44,7 +45,14 @@ from discovery.backend import (
     key_held,
 )
 from discovery.capabilities import Capability
-from discovery.errors import BackendError, BackendTimeout, BackendUnavailable, DiscoveryError, RegistryClosed
+from discovery.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    DiscoveryError,
+    NameConflict,
+    RegistryClosed,
+)
 from discovery_etcd._common import OPTIONS, KeySpace, QueuedStream, Settings, abort_response
 from discovery_etcd._errors import GatewayError, translate_v3
 from discovery_etcd._v3client import V3Client, b64, prefix_end, unb64
@@ -54,6 +62,18 @@ __all__ = ["EtcdBackend", "LeaseSession"]
 _log = logging.getLogger(__name__)
 
 _LEASE_NOT_FOUND = "requested lease not found"
+
+# How long stop() waits for a keep-alive in flight before leaving it to end on its own.
+_STOP_JOIN_SECONDS = 0.2
+
+# Attempts of a session put whose compares failed only because the key changed
+# between the write and the read that explains it (a race with another writer).
+_PUT_ATTEMPTS = 4
+
+# A lease lost while the server was unreachable keeps its keys for this long
+# after the server answers again, so the registry can take them over without
+# a delete in between; then it is revoked, freeing what nobody took over.
+_ORPHAN_GRACE_SECONDS = 2.0
 
 
 def _key_bytes(key: str) -> bytes:
@@ -82,7 +102,8 @@ class LeaseSession(Session):
     Its :attr:`id` is the lease id in decimal, as the gateway and ``etcdctl
     lease`` print it. The thread reports the session lost when etcd says the
     lease is gone (TTL 0 on keep-alive) or when keep-alives fail for longer
-    than the TTL.
+    than the TTL; a lease lost that way could not be revoked, so it is handed
+    to the backend, whose puts take its keys over (see :meth:`EtcdBackend.put`).
     """
 
     def __init__(self, backend: EtcdBackend, ttl: float) -> None:
@@ -96,12 +117,27 @@ class LeaseSession(Session):
         self.granted_ttl = int(granted.get("TTL", requested)) or requested
         self._stopped = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._keep_alive, name=f"etcd-keepalive-{self.lease_id}", daemon=True)
-        self._thread.start()
+        # key -> mod_revision of this session's last write of it: the next put
+        # of the key compares against it, so an update is one round trip.
+        self._written: dict[str, int] = {}
+        self._thread = self._start_thread(f"etcd-keepalive-{self.lease_id}", self._keep_alive)
 
     @property
     def id(self) -> str:
         return str(self.lease_id)
+
+    def written(self, key: str) -> int | None:
+        """The mod_revision of this session's last write of ``key``, None if it wrote none."""
+        with self._lock:
+            return self._written.get(key)
+
+    def wrote(self, key: str, revision: int | None) -> None:
+        """Remember (or, with None, forget) this session's last write of ``key``."""
+        with self._lock:
+            if revision is None:
+                self._written.pop(key, None)
+            else:
+                self._written[key] = revision
 
     def _keep_alive(self) -> None:
         interval = max(self.granted_ttl / 3, 0.1)
@@ -113,6 +149,8 @@ class LeaseSession(Session):
                     self.lease_id, timeout=min(self._client.settings.timeout, interval)
                 )
             except Exception as exc:  # any failure counts; the lease survives it up to its TTL
+                if self._stopped.is_set():
+                    return
                 if time.monotonic() - last_renewal >= self.granted_ttl:
                     self._lost(f"keep-alive failed for {self.granted_ttl} s: {exc}", revoke=True)
                     return
@@ -132,21 +170,35 @@ class LeaseSession(Session):
         self._stopped.set()
         if revoke:
             # The lease may still be alive on the server (a new leader extends
-            # leases); revoking frees its keys for the session that replaces it.
+            # leases, a restarted server restores them with a fresh TTL): until
+            # it is revoked it holds our keys against the session that replaces
+            # it, so the backend lets that session take them over and revokes
+            # the lease once the server answers again.
             try:
-                self._client.lease_revoke(self.lease_id)
-            except Exception as exc:  # best effort: the lease then expires on the server
+                self._client.lease_revoke(self.lease_id, timeout=self._backend.close_timeout)
+            except GatewayError as exc:
+                if _LEASE_NOT_FOUND not in exc.message:
+                    self._backend.orphan(self.lease_id)
+            except Exception as exc:  # the server is unreachable: the backend retries later
                 _log.debug("revoking lost lease %s failed: %s", self.lease_id, exc)
+                self._backend.orphan(self.lease_id)
         self._set_alive(False)
 
     def stop(self) -> None:
-        """Stop the keep-alive thread without telling the server (the lease expires after its TTL)."""
+        """Stop the keep-alive thread without telling the server (the lease expires after its TTL).
+
+        Waits only briefly for a keep-alive in flight: the thread checks the
+        stop flag when it returns, and a hung server must not hold up closing.
+        """
         self._stopped.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(self._client.settings.timeout + 1)
+            self._thread.join(_STOP_JOIN_SECONDS)
 
     def close(self) -> None:
         """Revoke the lease: etcd deletes all its keys in one revision. Idempotent.
+
+        Waits at most :attr:`EtcdBackend.close_timeout` per endpoint, so
+        closing stays prompt while the server hangs.
 
         Raises:
             BackendUnavailable: etcd could not be reached (the keys expire after the TTL).
@@ -160,7 +212,7 @@ class LeaseSession(Session):
         try:
             with self._backend.boundary("revoke lease"):
                 try:
-                    self._client.lease_revoke(self.lease_id)
+                    self._client.lease_revoke(self.lease_id, timeout=self._backend.close_timeout)
                 except GatewayError as exc:
                     if _LEASE_NOT_FOUND not in exc.message:
                         raise
@@ -203,7 +255,7 @@ class WatchStream(QueuedStream):
             finally:
                 self.close()
             raise BackendUnavailable(backend.name, "the watch ended before etcd confirmed it")
-        threading.Thread(target=self._check_member, name=f"{self._thread.name}-check", daemon=True).start()
+        start_thread(f"etcd-watch-{_key_text(start)}-check", self._check_member)
 
     def _check_member(self) -> None:
         """End the stream if its member stops answering: a stopped process keeps the connection open but silent.

@@ -273,10 +273,14 @@ class V3Client:
         return self.call("/v3/kv/deleterange", {"key": b64(key)})
 
     def txn(
-        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]]
+        self,
+        compare: list[dict[str, Any]],
+        success: list[dict[str, Any]],
+        failure: list[dict[str, Any]],
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run a transaction: ``success`` if every ``compare`` holds, else ``failure``."""
-        return self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure})
+        return self.call("/v3/kv/txn", {"compare": compare, "success": success, "failure": failure}, timeout=timeout)
 
     def lease_grant(self, ttl: int) -> dict[str, Any]:
         """Grant a lease of ``ttl`` seconds (the server may raise it to its minimum)."""
@@ -286,13 +290,20 @@ class V3Client:
         """Renew a lease once; return its new TTL, 0 when the server no longer has it."""
         return int(self.call("/v3/lease/keepalive", {"ID": str(lease_id)}, timeout=timeout).get("TTL", 0))
 
-    def lease_revoke(self, lease_id: int) -> None:
+    def lease_revoke(self, lease_id: int, timeout: float | None = None) -> None:
         """Revoke a lease: its keys are deleted in one revision.
 
         Raises:
             GatewayError: ``requested lease not found`` when it is already gone.
         """
-        self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+        self.call("/v3/lease/revoke", {"ID": str(lease_id)}, timeout=timeout)
+
+    def lease_keys(self, lease_id: int, timeout: float | None = None) -> list[bytes] | None:
+        """The keys a lease holds; None when the server no longer has the lease."""
+        answer = self.call("/v3/lease/timetolive", {"ID": str(lease_id), "keys": True}, timeout=timeout)
+        if int(answer.get("TTL", -1)) < 0:
+            return None
+        return [unb64(key) for key in answer.get("keys") or ()]
 
     def version(self) -> str:
         """The server's version, ``"unknown"`` if no endpoint tells it."""
