@@ -85,10 +85,20 @@ def _converted(name: str, option: Option, value: object) -> object:
     return value
 
 
-def _read_config(path: Path | None) -> dict[str, object]:
+def config_path(path: Path | None) -> Path:
+    """The config file to read: ``path``, else ``$DISCOVERY_CONFIG``, else ``./discovery.toml``."""
+    return path if path is not None else Path(os.environ.get("DISCOVERY_CONFIG", "discovery.toml"))
+
+
+def read_config(path: Path | None) -> dict[str, object]:
+    """The ``[registry]`` table of the config file; empty when no file was named and none exists.
+
+    Raises:
+        ConfigurationError: a named file is missing, or the file is unreadable
+            (not UTF-8, not TOML, ``[registry]`` not a table).
+    """
     explicit = path is not None or "DISCOVERY_CONFIG" in os.environ
-    if path is None:
-        path = Path(os.environ.get("DISCOVERY_CONFIG", "discovery.toml"))
+    path = config_path(path)
     if not path.exists():
         if explicit:
             raise ConfigurationError(f"config file {str(path)!r} does not exist")
@@ -160,7 +170,7 @@ def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Map
         UnknownBackend: no installed backend serves the scheme.
         InvalidOption: a bad URL, an unknown option or a value of the wrong type.
     """
-    file_options = _read_config(Path(config) if config is not None else None)
+    file_options = read_config(Path(config) if config is not None else None)
     file_url = file_options.pop("url", None)
     chosen = url or os.environ.get("DISCOVERY_URL") or file_url or DEFAULT_URL
     if not isinstance(chosen, str):

@@ -256,11 +256,16 @@ class Session(abc.ABC):
         """Run the session's keep-alive ``target`` in the background; if it dies, the session is lost.
 
         A keep-alive that dies of a bug would leave the session to expire
-        while it still looks alive; instead the death is logged and the
-        session turns not alive, so the core opens a new one and registers
-        its instances again.
+        while it still looks alive; instead the death is logged, the session
+        is ended (its keys freed at once where the server can be told) and
+        turns not alive, so the core opens a new one and registers its
+        instances again.
         """
-        return start_thread(name, target, lambda _exc: self._set_alive(False))
+        return start_thread(name, target, self._keep_alive_died)
+
+    def _keep_alive_died(self, _exc: BaseException) -> None:
+        call_listener(f"session {self.id} (ending it after its keep-alive died)", self.close)
+        self._set_alive(False)
 
     @abc.abstractmethod
     def close(self) -> None:

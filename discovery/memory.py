@@ -260,6 +260,10 @@ class MemoryBackend(Backend):
     }
     default_port: ClassVar[int] = 0
     min_ttl: ClassVar[float] = 0.1
+    # No server limits these; declared like a server's, so that what a test
+    # on memory stores fits a server backend too.
+    max_value_bytes: ClassVar[int] = 1024 * 1024
+    max_key_bytes: ClassVar[int] = 8 * 1024
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)

@@ -11,9 +11,9 @@ import threading
 
 from discovery import Registry
 from discovery._config import resolve
-from discovery.backend import Batch, ChangeStream, Gap, Target
+from discovery.backend import Batch, ChangeStream, Gap, Session, Target
 from discovery.errors import BackendUnavailable
-from discovery.memory import MemoryBackend
+from discovery.memory import MemoryBackend, MemorySession
 
 
 class _DroppingStream(ChangeStream):
@@ -97,3 +97,54 @@ def registry_on(backend_class: type[MemoryBackend], url: str, **kwargs: object) 
     """A registry on a faulty memory backend, configured as ``connect(url)`` would."""
     resolved = resolve(url, None, {})
     return Registry(backend_class(resolved.target, **kwargs), url, resolved.settings)  # type: ignore[call-arg]
+
+
+class _DeadServerStream(ChangeStream):
+    """What a lazy client's stream does against a dead server: opens without asking it, then fails."""
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        raise BackendUnavailable("memory", "connection refused")
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def confirmed(self) -> bool:
+        return False
+
+
+class LazyDeadBackend(MemoryBackend):
+    """Reads work, but every stream opened once ``server_gone`` is set fails at once, unconfirmed.
+
+    Like etcd v2 behind python-etcd: a stream opens without contacting the
+    server, and its first read fails.
+    """
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self.server_gone = False
+        self.opened = 0
+        self.lock = threading.Lock()
+
+    def watch(self, prefix: str, after_revision: int | None) -> ChangeStream:
+        with self.lock:
+            self.opened += 1
+            if self.server_gone:
+                return _DeadServerStream()
+        return super().watch(prefix, after_revision)
+
+
+class DyingKeepAliveBackend(MemoryBackend):
+    """A backend whose first session's keep-alive thread dies of a bug."""
+
+    def open_session(self, ttl: float) -> Session:
+        if self._sessions:
+            return super().open_session(ttl)
+        session = _DyingSession(self.store, ttl)
+        self._sessions.append(session)
+        return session
+
+
+class _DyingSession(MemorySession):
+    def _keep_alive(self) -> None:
+        raise RuntimeError("a bug in the keep-alive")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,10 @@ from rich.console import Console
 from rich.text import Text
 
 import discovery
+from discovery._config import config_path, read_config
 from discovery.cli._errors import UNREACHABLE, USAGE, CliError, format_choices
 from discovery.cli._state import SCHEMES, running
+from discovery.errors import ConfigurationError
 
 PREFERRED_SCHEMES = ("etcd", "etcd2", "zookeeper")
 """The local servers' schemes, in the order a command picks them when ``--backend`` is not given."""
@@ -138,14 +139,12 @@ def _kind_of(scheme: str) -> str:
 
 def _config_with_url(config: Path | None) -> Path | None:
     """The config file :func:`discovery.connect` would read, if it names a URL."""
-    if config is None:
-        config = Path(os.environ["DISCOVERY_CONFIG"]) if "DISCOVERY_CONFIG" in os.environ else Path("discovery.toml")
     try:
-        table = tomllib.loads(config.read_text()).get("registry", {})
-    except (OSError, tomllib.TOMLDecodeError):
+        table = read_config(config)
+    except ConfigurationError:
         # A missing or broken explicit file is reported by discovery.connect itself.
         return None
-    return config if isinstance(table, dict) and table.get("url") else None
+    return config_path(config) if table.get("url") else None
 
 
 def make_consoles(color: bool | None) -> tuple[Console, Console]:

@@ -27,12 +27,17 @@ from discovery import (
     InvalidInput,
     InvalidMeta,
     InvalidName,
+    InvalidOption,
     InvalidValue,
+    NameConflict,
     NotFound,
+    Registration,
     Registry,
     available_backends,
     connect,
 )
+from discovery._validation import MAX_DEPTH, MAX_SEGMENT_LENGTH, VALUE_OVERHEAD
+from discovery.backend import Backend
 from discovery.testing.checks import (
     assert_ordered,
     collect,
@@ -44,8 +49,36 @@ from discovery.testing.checks import (
 )
 from discovery.testing.fixtures import RegistryFixtures
 from discovery.testing.naive import NaiveRewatchLoop
+from discovery.testing.waiting import wait_until
 
 Parity = dict[str, Any]
+
+
+def _refused(backend: Backend, char: str) -> bool:
+    return any(low <= ord(char) <= high for low, high in backend.refused_characters)
+
+
+def _longest_service(backend: Backend, limit: int, instance_id: str) -> str:
+    """The longest service path (up to the core's own limits) whose instance key fits ``limit``."""
+    segments: list[str] = []
+    while len(segments) < MAX_DEPTH:
+        segment = "é" * MAX_SEGMENT_LENGTH
+        while segment and backend.key_size("/".join([*segments, segment, instance_id])) > limit:
+            segment = segment[:-1]
+        if not segment:
+            break
+        segments.append(segment)
+        if len(segment) < MAX_SEGMENT_LENGTH:
+            break
+    return "/".join(segments)
+
+
+def _grow(service: str) -> str:
+    """``service`` with one more character, in its last segment or a new one."""
+    *parents, last = service.split("/")
+    if len(last) < MAX_SEGMENT_LENGTH:
+        return "/".join([*parents, last + "é"])
+    return f"{service}/é"
 
 
 class RegistrySuite(RegistryFixtures):
@@ -166,6 +199,114 @@ class RegistrySuite(RegistryFixtures):
             registry.status("a b")
         assert (registry.snapshot(), registry.definitions()) == before
         assert lease.alive and dict(lease.instance.meta) == {"k": "v"}
+
+    def test_name_is_either_an_instance_or_a_service(self, registry: Registry, other: Registry) -> None:
+        """Keys form a tree: a name under one parent is an instance id or a sub-service, never both."""
+        sub = registry.register("shop/api", "x", port=1)
+        registry.define("shop/web")
+        before = other.snapshot("shop")
+        with pytest.raises(NameConflict) as below:
+            registry.register("shop", "api", port=2)
+        assert (below.value.field, below.value.key, below.value.conflict) == ("instance_id", "shop/api", "shop/api/x")
+        with pytest.raises(NameConflict) as defined:
+            registry.register("shop", "web")
+        assert defined.value.conflict == "shop/web/_definition"
+        assert other.snapshot("shop").instances == before.instances
+        sub.close()
+        registry.undefine("shop/web")
+        # Once nothing lives below it, the name is free to be an instance id.
+        wait_until(lambda: not other.instances("shop/api"), self.timeout, message="shop/api/x gone")
+        leaf = registry.register("shop", "api", port=3)
+        with pytest.raises(NameConflict) as above:
+            registry.register("shop/api", "y")
+        assert (above.value.field, above.value.conflict) == ("service", "shop/api")
+        with pytest.raises(NameConflict):
+            registry.define("shop/api")
+        with pytest.raises(NameConflict):
+            other.register("shop/api/deeper", "z")
+        assert [(i.service, i.id, i.port) for i in other.snapshot("shop").instances] == [("shop", "api", 3)]
+        assert other.definitions("shop") == {}
+        assert leaf.alive
+
+    def test_backend_limits_are_known_to_validation(self, registry: Registry, url: str) -> None:
+        """Each backend's own limits are refused before sending, and the declared limits are real."""
+        backend = registry.backend
+        candidates = ("é", "中", "\U0001d518", "\U00020000", "\ufb01")
+        for char in candidates:
+            if _refused(backend, char):
+                with pytest.raises(InvalidName) as refused:
+                    registry.register("chars", f"a{char}b")
+                assert refused.value.field == "instance_id" and f"U+{ord(char):04X}" in refused.value.reason
+                with pytest.raises(InvalidName):
+                    registry.register(f"chars/{char}", "a")
+        accepted = [c for c in candidates if not _refused(backend, c)]
+        for char in accepted:
+            registry.register("chars", f"a{char}b")
+        assert sorted(i.id for i in registry.instances("chars")) == sorted(f"a{c}b" for c in accepted)
+        # The longest service path the backend takes works end to end; one more character is refused.
+        service = _longest_service(backend, backend.max_key_bytes, "inst")
+        lease = registry.register(service, "inst", port=1)
+        assert [i.id for i in registry.instances(service)] == ["inst"]
+        with registry.watch(service) as watch:
+            assert [i.id for i in watch.snapshot.instances] == ["inst"]
+        lease.close()
+        if len(service) < MAX_DEPTH * (MAX_SEGMENT_LENGTH + 1) - 1:
+            longer = _grow(service)
+            with pytest.raises(InvalidName) as too_long:
+                registry.register(longer, "inst")
+            assert str(backend.max_key_bytes) in too_long.value.reason
+            with pytest.raises(InvalidName):
+                registry.watch(longer + "/x")
+        # The largest meta the backend declares it can store is stored and read back whole.
+        cap = backend.max_value_bytes - VALUE_OVERHEAD
+        with connect(url, meta_limit=cap) as big:
+            blob = "x" * (cap - len('{"blob":""}'))
+            held = big.register("big", "one", address="a" * 255, port=65535, meta={"blob": blob})
+            assert [len(i.meta["blob"]) for i in registry.instances("big")] == [len(blob)]
+            held.close()
+            assert registry.instances("big") == []
+        with pytest.raises(InvalidOption) as too_big:
+            connect(url, meta_limit=cap + 1)
+        assert too_big.value.option == "meta_limit"
+
+    def test_raising_listener_does_not_stop_reregistration(self, registry: Registry, other: Registry) -> None:
+        """A listener that raises is logged and ignored: the lost instance still comes back."""
+        calls: list[bool] = []
+
+        def broken(_registration: Registration, alive: bool) -> None:
+            calls.append(alive)
+            raise RuntimeError("a bug in the user's listener")
+
+        lease = registry.register("listen", "a", ttl=self.ttl)
+        plain = registry.register("listen", "b", ttl=self.ttl)
+        lease.on_change(broken)
+        self.lose_session(registry)
+        wait_until(lambda: False in calls, self.timeout, message="the listener heard the loss")
+        wait_until(
+            lambda: lease.alive and plain.alive and [i.id for i in other.instances("listen")] == ["a", "b"],
+            self.timeout,
+            message="both instances re-registered",
+        )
+        assert calls[-1] is True
+        # Lost a second time: the keeper and the keep-alive still run.
+        self.lose_session(registry)
+        wait_until(lambda: calls.count(True) >= 2 and lease.alive, self.timeout, message="re-registered again")
+        wait_until(
+            lambda: [i.id for i in other.instances("listen")] == ["a", "b"], self.timeout, message="both on the server"
+        )
+
+    def test_watch_follows_service_definitions(self, registry: Registry, other: Registry) -> None:
+        """Definitions are not events, but a watch keeps them current (``tree --watch`` redraws on them)."""
+        registry.define("defs/web", min_instances=1)
+        with other.watch("defs") as watch:
+            assert watch.definitions == {"defs/web": 1}
+            registry.define("defs/api", min_instances=2)
+            wait_until(lambda: watch.definitions == {"defs/web": 1, "defs/api": 2}, self.timeout, message="defined")
+            registry.undefine("defs/web")
+            wait_until(lambda: watch.definitions == {"defs/api": 2}, self.timeout, message="undefined")
+            registry.register("defs/api", "a")
+            events = collect(watch, lambda e: len(e) >= 1, self.timeout)
+            assert [(e.kind, e.instance_id) for e in events + drain(watch)] == [(EventKind.ADDED, "a")]
 
     def test_prefix_is_a_path_not_a_string_prefix(self, registry: Registry, other: Registry) -> None:
         with other.watch("buzz") as watch:
