@@ -2,7 +2,7 @@
 
 Three sections are never edited by hand, each between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers: ``capabilities`` (from the installed
-backends' declarations), ``parity`` (from the conformance suite's JSON
+backends' declarations of capabilities and limits), ``parity`` (from the conformance suite's JSON
 results of the last ``make test``) and ``bench`` (from the benchmark's
 ``report.json``). A test checks that the capability section matches the code.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from discovery.cli._render import capability_legend_markdown, capability_table_markdown
+from discovery.cli._render import capability_legend_markdown, capability_table_markdown, limits_table_markdown
 from discovery.testing.parity import load_parity, parity_table_markdown
 
 
@@ -33,8 +33,13 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 
 def capabilities_section() -> str:
-    """The capability table and its legend."""
-    return capability_table_markdown() + "\n" + capability_legend_markdown()
+    """The capability table, its legend, and the backends' declared limits."""
+    limits = (
+        "Each backend's own limits, declared in code and refused by validation "
+        "before anything is sent (`InvalidName` or `InvalidMeta` naming the limit; "
+        "`meta_limit` cannot exceed the largest value less 1,024 bytes):\n\n"
+    )
+    return capability_table_markdown() + "\n" + capability_legend_markdown() + "\n" + limits + limits_table_markdown()
 
 
 def bench_section(report: Path) -> str | None:

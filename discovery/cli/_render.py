@@ -286,3 +286,23 @@ def capability_table_markdown() -> str:
 def capability_legend_markdown() -> str:
     """What each capability means, as a Markdown list (to print under the table)."""
     return "".join(f"- `{c.value}`: {c.description}\n" for c in Capability)
+
+
+def limits_table_markdown() -> str:
+    """Each installed backend's declared limits, as Markdown: what validation refuses before sending.
+
+    Returns:
+        The table, ending with a newline.
+    """
+    lines = [
+        "| backend | largest value | largest key, as sent | characters refused in names (beyond control and space) |",
+        "|---|---:|---:|---|",
+    ]
+    for info in installed_backends():
+        backend = info.backend
+        if backend is None:
+            continue
+        label = ", ".join(f"`{scheme}://`" for scheme in info.schemes)
+        refused = ", ".join(f"U+{low:04X}..U+{high:04X}" for low, high in backend.refused_characters) or "none"
+        lines.append(f"| {label} | {backend.max_value_bytes:,} bytes | {backend.max_key_bytes:,} bytes | {refused} |")
+    return "\n".join(lines) + "\n"
