@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BACKENDS := $(sort $(dir $(wildcard backends/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
-PACKAGES := discovery $(wildcard backends/*/discovery_*)
+PACKAGES := discovery $(patsubst %/,%,$(dir $(wildcard backends/*/discovery_*/__init__.py)))
 
 .PHONY: test bench lint setup system-packages clean
 

@@ -27,8 +27,9 @@ from typing import ClassVar
 
 import requests
 
+from discovery._background import start_thread
 from discovery.backend import Batch, ChangeStream, Gap, Option, Target
-from discovery.errors import BackendUnavailable, DiscoveryError, InvalidOption, RegistryClosed
+from discovery.errors import BackendError, BackendUnavailable, DiscoveryError, InvalidOption, RegistryClosed
 
 __all__ = [
     "KeySpace",
@@ -205,7 +206,10 @@ class QueuedStream(ChangeStream):
     return when the stream ends or :attr:`_closed` is set) and :meth:`_abort`
     (wake a blocked :meth:`_run`). An exception escaping :meth:`_run` is
     translated and raised by :meth:`next`; so is the end of :meth:`_run`
-    without a final item, as a broken stream.
+    without a final item, as a broken stream. The reader is started by
+    :meth:`_start` through :func:`~discovery._background.start_thread`, so
+    even a death that escapes :meth:`_run`'s guard is logged and reaches
+    the consumer instead of leaving it waiting on a silent stream.
 
     Args:
         backend: the backend's name, for errors.
@@ -229,7 +233,8 @@ class QueuedStream(ChangeStream):
         self._closed = threading.Event()
         self._final: Gap | DiscoveryError | None = None
         self._ended = False
-        self._thread = threading.Thread(target=self._guarded, name=thread_name, daemon=True)
+        self._thread_name = thread_name
+        self._thread: threading.Thread | None = None
 
     @abc.abstractmethod
     def _run(self) -> None:
@@ -240,7 +245,11 @@ class QueuedStream(ChangeStream):
         """Wake the reader if it is blocked on the server. Never raises."""
 
     def _start(self) -> None:
-        self._thread.start()
+        self._thread = start_thread(self._thread_name, self._guarded, self._died)
+
+    def _died(self, exc: BaseException) -> None:
+        if not self._closed.is_set():
+            self._emit(BackendError(self._backend, f"watch stream reader died: {exc!r}"))
 
     def _guarded(self) -> None:
         try:
@@ -302,5 +311,6 @@ class QueuedStream(ChangeStream):
             return
         self._closed.set()
         self._abort()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(self._JOIN_SECONDS)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(self._JOIN_SECONDS)

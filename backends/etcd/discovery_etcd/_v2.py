@@ -16,9 +16,12 @@ event one batch; ``EventIndexCleared`` (the window passed the stream's
 position) becomes ``Gap("history-window")``. v2 tells an expiry (``expire``)
 from a delete. etcd v2 hides every key with a segment starting with ``_`` from
 listings and recursive watches, so such segments (the core's ``_definition``
-records) are stored with a ``~`` before them. A server without v2 (etcd 3.6,
-``--enable-v2=false``) answers ``/v2/keys`` with a plain 404, reported as
-:class:`~discovery.errors.Unsupported`.
+records) are stored with a ``~`` before them (see :class:`V2KeySpace`). v2
+keeps a directory once its last key is gone; an empty one is not a key, so a
+write in its place removes it first, while a key in the way of a write (below
+it or above it) is a :class:`~discovery.errors.NameConflict`. A server without
+v2 (etcd 3.6, ``--enable-v2=false``) answers ``/v2/keys`` with a plain 404,
+reported as :class:`~discovery.errors.Unsupported`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 import weakref
@@ -57,6 +61,7 @@ from discovery.errors import (
     BackendError,
     DiscoveryError,
     InvalidValue,
+    NameConflict,
     RegistryClosed,
     SessionExpired,
     Unsupported,
@@ -81,19 +86,37 @@ _MAX_REMEMBERED = 100_000
 # index it started at: short enough to keep an idle watcher inside the
 # 1000-event window under refresh traffic, and to notice a stopped server.
 _POLL_SECONDS = 5.0
+# etcd resets a request whose request line ("DELETE <path>?<query> HTTP/1.1",
+# CRLF included) passes 4096 bytes (measured on 3.4: a path of 4081 bytes
+# passes in a GET, 4078 in a DELETE). Room is kept for the longest query this
+# backend adds (``?wait=true&recursive=true&waitIndex=<20 digits>``, 58 bytes).
+_REQUEST_LINE_BYTES = 4096
+_QUERY_ROOM = 96
+_KEYS_ENDPOINT = "/v2/keys"
+# A segment needing the escape: ``_`` hides a v2 key, and ``~`` followed by
+# ``_`` is how an escaped one looks, so both get one ``~`` more.
+_ESCAPE = re.compile(r"~*_")
+_ESCAPED = re.compile(r"~+_")
 
 
 class V2KeySpace(KeySpace):
-    """Keys under the root, with segments starting with ``_`` stored as ``~_`` (v2 hides ``_`` keys)."""
+    """Keys under the root, with a segment of the form ``~*_...`` stored with one ``~`` more (v2 hides ``_`` keys).
+
+    ``_definition`` is stored as ``~_definition``, and an id that itself
+    looks escaped, ``~_definition``, as ``~~_definition``, so decoding (one
+    ``~`` less on a segment of the form ``~+_...``) gives every name back.
+    Other segments, ``~x`` and ``~~y`` included, are stored as they are,
+    as they were before ids of the form ``~_...`` were told apart.
+    """
 
     def full(self, key: str) -> str:
-        return super().full("/".join("~" + part if part.startswith("_") else part for part in key.split("/")))
+        return super().full("/".join("~" + part if _ESCAPE.match(part) else part for part in key.split("/")))
 
     def relative(self, full: str) -> str | None:
         key = super().relative(full)
         if key is None:
             return None
-        return "/".join(part[1:] if part.startswith("~_") else part for part in key.split("/"))
+        return "/".join(part[1:] if _ESCAPED.match(part) else part for part in key.split("/"))
 
     def directory(self, prefix: str) -> str:
         """The v2 directory that holds every key under ``prefix`` (``""`` or ending in ``/``)."""
@@ -187,6 +210,12 @@ class ValueIndexes:
 class V2WatchStream(QueuedStream):
     """The changes under a v2 directory, read by a thread of long polls, one event each.
 
+    Opening one contacts no server (the first poll is the thread's), so the
+    stream is :attr:`confirmed` only once a poll's headers came back with
+    200: etcd flushes them as soon as it registered the wait. A stream on a
+    dead server thus fails (connection refused, or no headers within the
+    timeout) without ever being confirmed, and its thread ends with it.
+
     Args:
         backend: the backend.
         directory: the watched v2 directory.
@@ -204,7 +233,13 @@ class V2WatchStream(QueuedStream):
         if backend.settings.user:
             self._http.auth = (backend.settings.user, backend.settings.password)
         self._response: requests.Response | None = None
+        self._confirmed = False
         self._start()
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether a long poll of this stream was accepted by etcd (its headers arrived with 200)."""
+        return self._confirmed
 
     def _poll(self) -> requests.Response | None:
         """One long poll at the current index, on the first endpoint that answers; None when it stayed quiet.
@@ -219,9 +254,11 @@ class V2WatchStream(QueuedStream):
         settings = self._owner.settings
         last: BaseException | None = None
         for endpoint in self._owner.endpoint_order():
+            if self._closed.is_set():
+                return None
             try:
                 response = self._http.get(
-                    f"{endpoint}/v2/keys{self._owner.keys.url_path(self._directory)}",
+                    f"{endpoint}{_KEYS_ENDPOINT}{self._owner.keys.url_path(self._directory)}",
                     params={"wait": "true", "recursive": "true", "waitIndex": str(self._index)},
                     stream=True,
                     timeout=(settings.timeout, _POLL_SECONDS),
@@ -235,6 +272,8 @@ class V2WatchStream(QueuedStream):
             if self._closed.is_set():
                 abort_response(response)
             self._owner.prefer(endpoint)
+            if response.status_code == 200:
+                self._confirmed = True
             started_at = int(response.headers.get("X-Etcd-Index", 0))
             try:
                 body = response.content
@@ -325,6 +364,14 @@ class Etcd2Backend(Backend):
     default_port: ClassVar[int] = 2379
     # v2 TTLs are whole seconds.
     min_ttl: ClassVar[float] = 1.0
+    # etcd parses a write's form body up to 10 MiB (Go's limit: "http: POST
+    # too large" beyond 10,485,760 bytes, measured), and the value goes in it
+    # percent-encoded, up to three bytes each; 3 MiB leaves 1 MiB for the
+    # other fields. Every condition on a value travels as an index, so the
+    # value is sent once per request.
+    max_value_bytes: ClassVar[int] = 3 << 20
+    # As :meth:`key_size` counts: the URL path, ``/v2/keys`` included.
+    max_key_bytes: ClassVar[int] = _REQUEST_LINE_BYTES - len("DELETE ") - len(" HTTP/1.1\r\n") - _QUERY_ROOM
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
@@ -361,6 +408,10 @@ class Etcd2Backend(Backend):
         self._sessions: weakref.WeakSet[TtlSession] = weakref.WeakSet()
         self._streams: weakref.WeakSet[V2WatchStream] = weakref.WeakSet()
         self._closed = False
+
+    def key_size(self, key: str) -> int:
+        """The length of the URL path python-etcd sends for ``key`` (``/v2/keys``, root, escapes, percent-encoding)."""
+        return len(_KEYS_ENDPOINT + self.keys.url_path(self.keys.full(key)))
 
     def endpoint_order(self) -> list[str]:
         """The endpoints, from the one that answered last."""
@@ -419,14 +470,14 @@ class Etcd2Backend(Backend):
         return session
 
     def current_index(self, directory: str) -> int:
-        """The ``X-Etcd-Index`` of a read of ``directory`` (which need not exist).
+        """The ``X-Etcd-Index`` of a read of ``directory`` (which need not exist, nor lie below a directory).
 
         Raises:
             etcd.EtcdException: the read failed.
         """
         try:
             return int(self.call(lambda client: client.read(self.keys.url_path(directory))).etcd_index)
-        except etcd.EtcdKeyNotFound as exc:
+        except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir) as exc:
             if v2_disabled(exc):
                 raise
             return int(exc.payload["index"])
@@ -449,7 +500,9 @@ class Etcd2Backend(Backend):
         with self.boundary("list"):
             try:
                 result = self.call(lambda client: client.read(path, recursive=True, quorum=True))
-            except etcd.EtcdKeyNotFound as exc:
+            except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir) as exc:
+                # Nothing there, or a key where the prefix has a directory
+                # ("Not a directory"): either way nothing lies under it.
                 if v2_disabled(exc):
                     raise
                 return Listing(int(exc.payload["index"]), ())
@@ -507,13 +560,16 @@ class Etcd2Backend(Backend):
         """Write a key; with a session, as a TTL key created if absent or replaced if this session's.
 
         Replacing a key of this session that already holds ``value`` writes
-        nothing (a retried write whose answer was lost).
+        nothing (a retried write whose answer was lost). An empty directory
+        where the key goes (v2 keeps one after its last key is gone) is
+        removed first.
 
         Returns:
             The modifiedIndex of the write.
 
         Raises:
             AlreadyRegistered: with a session, the key exists and its value names another registrant.
+            NameConflict: a key exists below ``key``, or ``key`` lies below a key.
             SessionExpired: the session was lost.
             InvalidValue: with a session, the value is not UTF-8 (ownership compares it as text).
             Unsupported: the server does not serve the v2 API.
@@ -527,7 +583,7 @@ class Etcd2Backend(Backend):
             if session is None:
                 # Sent as bytes: etcd stores them as they are; v2 answers in
                 # JSON, so bytes that are not UTF-8 read back replaced (U+FFFD).
-                result = self._put_persistent(path, value)
+                result = self._put_persistent(key, full, value)
                 return self._written(full, value.decode("utf-8", "replace"), result)
             text = _text(value)
             owner = self._session(session)
@@ -538,37 +594,42 @@ class Etcd2Backend(Backend):
                 sent = time.monotonic()
                 try:
                     result = self.call(lambda client: client.write(path, text, ttl=ttl, prevExist=False))
+                except etcd.EtcdNotDir as exc:
+                    raise self._conflict_above(key, exc) from None
                 except etcd.EtcdAlreadyExist:
                     try:
                         current = self.call(lambda client: client.read(path, quorum=True))
                     except etcd.EtcdKeyNotFound:
                         continue
-                    if current.dir or _registrant(current.value) != owner.id:
+                    if current.dir:
+                        self._clear_directory(key, full)
+                        continue
+                    if _registrant(current.value) != owner.id:
                         raise key_held(key) from None
                     if current.value == text:
                         # Already ours with this value (a retried write whose
                         # answer was lost): writing again would be a spurious
                         # update. When its TTL was set is unknown: refresh it soon.
-                        self._hold(owner, full, text, 0.0)
+                        self._hold(owner, full, text, 0.0, int(current.modifiedIndex))
                         return self.indexes.stable(full, current.createdIndex, text, current.modifiedIndex)
                     try:
-                        result = self._swap(path, text, ttl, current.value)
-                    except (etcd.EtcdCompareFailed, etcd.EtcdKeyNotFound):
+                        result = self._swap(path, text, ttl, int(current.modifiedIndex))
+                    except (etcd.EtcdCompareFailed, etcd.EtcdKeyNotFound, etcd.EtcdNotFile):
                         continue
-                self._hold(owner, full, text, sent)
+                self._hold(owner, full, text, sent, int(result.modifiedIndex))
                 return self._written(full, text, result)
             raise BackendError(self.name, f"put {key!r}: the key kept changing during {_ATTEMPTS} attempts")
 
-    def _hold(self, owner: TtlSession, full: str, text: str, sent: float) -> None:
-        """Give the key just written to its session; undo the write if the session was lost meanwhile.
+    def _hold(self, owner: TtlSession, full: str, text: str, sent: float, index: int) -> None:
+        """Give the key just written (at ``index``) to its session; undo the write if the session was lost meanwhile.
 
         Raises:
             SessionExpired: the session ended while the write was under way.
         """
-        if owner.hold(full, text, sent):
+        if owner.hold(full, text, sent, index):
             return
         with contextlib.suppress(etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
-            owner.delete_if(full, text)
+            owner.delete_if(full, text, index)
         raise SessionExpired(self.name, f"session {owner.id} was lost during the write")
 
     def _written(self, full: str, text: str, result: Any) -> int:
@@ -576,22 +637,97 @@ class Etcd2Backend(Backend):
         self.indexes.written(full, int(result.createdIndex), text, index)
         return index
 
-    def _put_persistent(self, path: str, text: bytes) -> Any:
-        """Update the key if it exists, else create it: unlike a v2 ``set``, an update keeps its createdIndex."""
+    def _put_persistent(self, key: str, full: str, text: bytes) -> Any:
+        """Update the key if it exists, else create it: unlike a v2 ``set``, an update keeps its createdIndex.
+
+        Raises:
+            NameConflict: a key exists below ``key``, or ``key`` lies below a key.
+        """
+        path = self.keys.url_path(full)
         for _ in range(_ATTEMPTS):
             try:
                 return self.call(lambda client: client.write(path, text, prevExist=True))
             except etcd.EtcdKeyNotFound as exc:
                 if v2_disabled(exc):
                     raise
+            except etcd.EtcdNotFile:
+                self._clear_directory(key, full)
+                continue
+            except etcd.EtcdNotDir as exc:
+                raise self._conflict_above(key, exc) from None
             try:
                 return self.call(lambda client: client.write(path, text, prevExist=False))
             except etcd.EtcdAlreadyExist:
                 continue
-        raise BackendError(self.name, f"put {path!r}: the key kept appearing and vanishing during {_ATTEMPTS} attempts")
+            except etcd.EtcdNotDir as exc:
+                raise self._conflict_above(key, exc) from None
+        raise BackendError(self.name, f"put {key!r}: the key kept appearing and vanishing during {_ATTEMPTS} attempts")
 
-    def _swap(self, path: str, text: str, ttl: int, previous: str) -> Any:
-        return self.call(lambda client: client.write(path, text, ttl=ttl, prevValue=previous))
+    def _swap(self, path: str, text: str, ttl: int, index: int) -> Any:
+        # Conditioned on the index read, not the value: a value condition
+        # would send the old value in the same form body, halving the
+        # largest value a write can carry.
+        return self.call(lambda client: client.write(path, text, ttl=ttl, prevIndex=index))
+
+    def _conflict_above(self, key: str, exc: etcd.EtcdNotDir) -> Exception:
+        """The error for a write below an existing key: etcd names that key as the cause of its "Not a directory"."""
+        payload = getattr(exc, "payload", None)
+        cause = payload.get("cause") if isinstance(payload, dict) else None
+        conflict = self.keys.relative(cause) if isinstance(cause, str) else None
+        if not conflict:
+            # The root itself, or a key above it, is a plain key: no name of the caller's is at fault.
+            return BackendError(self.name, f"put {key!r}: {exc}", exc)
+        return NameConflict(key, conflict)
+
+    def _clear_directory(self, key: str, full: str) -> None:
+        """Remove the directory where ``key`` is to be written, if no key is left under it.
+
+        v2 keeps a directory when its last key is deleted or expires; such a
+        leftover is not a key and must not block the name. Each directory of
+        the subtree is deleted deepest first without ``recursive``: etcd
+        refuses a non-empty one, so a key written meanwhile by a concurrent
+        registrant survives (the caller's next attempt then meets it). etcd
+        has no conditional directory delete and deletes a plain key asked
+        for as a directory, so a key that replaced a directory between the
+        read and the delete is written back as it was.
+
+        Raises:
+            NameConflict: a key exists under the directory.
+        """
+        try:
+            tree = self.call(lambda client: client.read(self.keys.url_path(full), recursive=True, quorum=True))
+        except etcd.EtcdKeyNotFound:
+            return  # gone meanwhile: the next attempt writes
+        nodes = list(tree.get_subtree())
+        for node in nodes:
+            if not node.dir and node.key != full:
+                below = self.keys.relative(str(node.key))
+                raise NameConflict(key, below if below is not None else str(node.key))
+            if not node.dir:
+                return  # replaced by a key meanwhile: the next attempt meets it
+        for node in sorted(nodes, key=lambda node: str(node.key).count("/"), reverse=True):
+            path = self.keys.url_path(str(node.key))
+            try:
+                removed = self._delete_directory(path)
+            except (etcd.EtcdDirNotEmpty, etcd.EtcdKeyNotFound):
+                continue  # written under, or removed, meanwhile: the next attempt sees which
+            if not removed.dir:
+                self._restore(path, removed)
+
+    def _delete_directory(self, path: str) -> Any:
+        """Delete ``path`` as a directory, not recursively (etcd refuses a non-empty one)."""
+        return self.call(lambda client: client.delete(path, dir=True))
+
+    def _restore(self, path: str, removed: Any) -> None:
+        """Write back a key that a directory delete removed (it replaced the directory after it was read)."""
+        previous = getattr(removed, "_prev_node", None)
+        if previous is None or previous.value is None:
+            return
+        # A TTL key keeps what was left of its TTL; its session refreshes it as before.
+        ttl = max(1, int(previous.ttl)) if previous.ttl else None
+        _log.warning("etcd2: key %s replaced an empty directory while it was removed; writing it back", path)
+        with contextlib.suppress(etcd.EtcdAlreadyExist):
+            self.call(lambda client: client.write(path, previous.value, ttl=ttl, prevExist=False))
 
     def delete(self, key: str, session: Session | None = None) -> bool:
         """Delete a key; with a session, only while it holds the value this session wrote.
@@ -611,18 +747,19 @@ class Etcd2Backend(Backend):
             if session is None:
                 try:
                     result = self.call(lambda client: client.delete(path))
-                except (etcd.EtcdKeyNotFound, etcd.EtcdNotFile) as exc:
+                except (etcd.EtcdKeyNotFound, etcd.EtcdNotFile, etcd.EtcdNotDir) as exc:
                     if v2_disabled(exc):
                         raise
                     return False
                 self.indexes.deleted(full, int(result.modifiedIndex))
                 return True
             owner = self._session(session)
-            value = owner.held().get(full)
-            if value is None:
+            entry = owner.index_of(full)
+            if entry is None:
                 return False
+            value, index = entry
             try:
-                result = self.call(lambda client: client.delete(path, prevValue=value))
+                result = owner.delete_if(full, value, index)
             except (etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
                 owner.release(full, value)
                 return False

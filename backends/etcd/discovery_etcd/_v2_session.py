@@ -16,7 +16,10 @@ Only when refreshes fail for a whole TTL (the server is unreachable) is the
 session lost, as a lease would be: it deletes its remaining keys and reports
 itself dead. A write that completes after the loss is undone by
 its caller (:meth:`TtlSession.hold` refuses it), so no key of a lost session
-outlives the loss unrefreshed.
+outlives the loss unrefreshed. Deletes are conditioned on the modifiedIndex
+the session last saw for the key, not on its value: python-etcd sends a
+delete's conditions in the URL, and etcd resets a request line longer than
+4 KB, so a value-conditioned delete of a large value could never succeed.
 """
 
 from __future__ import annotations
@@ -47,14 +50,18 @@ _log = logging.getLogger(__name__)
 REFRESH_WORKERS = 4
 # Fewer due keys than this are refreshed by the session's own thread.
 _FAN_OUT_FROM = 64
+# A conditional delete whose index moved is read and tried again this often.
+_DELETE_ATTEMPTS = 3
 
 
 @dataclass
 class _Held:
-    """One key of the session: the value it wrote and when its last confirmed write or refresh was sent."""
+    """One key of the session: the value it wrote, when its last confirmed write or refresh was sent, and the
+    modifiedIndex that write or refresh gave it (deletes are conditioned on it)."""
 
     value: str
     sent: float
+    index: int
 
 
 class TtlSession(Session):
@@ -79,8 +86,7 @@ class TtlSession(Session):
         self._stopped = threading.Event()
         self._closed = False
         self._workers: ThreadPoolExecutor | None = None
-        self._thread = threading.Thread(target=self._refresh_loop, name=f"etcd2-refresh-{self._id}", daemon=True)
-        self._thread.start()
+        self._thread = self._start_thread(f"etcd2-refresh-{self._id}", self._refresh_loop)
 
     @property
     def id(self) -> str:
@@ -91,8 +97,14 @@ class TtlSession(Session):
         with self._held_lock:
             return {full: held.value for full, held in self._held.items()}
 
-    def hold(self, full: str, value: str, sent: float) -> bool:
-        """Record a write of ``value`` to ``full`` sent at ``sent`` (``time.monotonic()``).
+    def index_of(self, full: str) -> tuple[str, int] | None:
+        """The value this session wrote to ``full`` and the modifiedIndex it last saw there; None if not held."""
+        with self._held_lock:
+            held = self._held.get(full)
+            return None if held is None else (held.value, held.index)
+
+    def hold(self, full: str, value: str, sent: float, index: int) -> bool:
+        """Record a write of ``value`` to ``full`` sent at ``sent`` (``time.monotonic()``), at modifiedIndex ``index``.
 
         Returns:
             False when the session ended meanwhile: the caller must delete
@@ -101,7 +113,7 @@ class TtlSession(Session):
         with self._held_lock:
             if self._ended:
                 return False
-            self._held[full] = _Held(value, sent)
+            self._held[full] = _Held(value, sent, index)
             return True
 
     def release(self, full: str, value: str | None = None) -> None:
@@ -160,7 +172,7 @@ class TtlSession(Session):
         path = self._backend.keys.url_path(full)
         sent = time.monotonic()
         try:
-            self._backend.call(lambda client: client.refresh(path, self.ttl_seconds, prevValue=value))
+            result = self._backend.call(lambda client: client.refresh(path, self.ttl_seconds, prevValue=value))
         except etcd.EtcdKeyNotFound:
             if self._value_of(full) != value:
                 return "skipped"  # deleted or rewritten through this session meanwhile
@@ -178,8 +190,11 @@ class TtlSession(Session):
             return exc
         with self._held_lock:
             held = self._held.get(full)
-            if held is not None and held.value == value and held.sent < sent:
-                held.sent = sent
+            if held is not None and held.value == value:
+                # A refresh moves modifiedIndex: the next delete is conditioned on it.
+                held.index = max(held.index, int(result.modifiedIndex))
+                if held.sent < sent:
+                    held.sent = sent
         return "ok"
 
     def _value_of(self, full: str) -> str | None:
@@ -194,11 +209,11 @@ class TtlSession(Session):
         if key is not None:
             self._key_lost(key)
 
-    def _end(self) -> dict[str, str]:
-        """Refuse further writes; return the keys held at that moment."""
+    def _end(self) -> dict[str, tuple[str, int]]:
+        """Refuse further writes; return the keys held at that moment, with their values and indexes."""
         with self._held_lock:
             self._ended = True
-            return {full: held.value for full, held in self._held.items()}
+            return {full: (held.value, held.index) for full, held in self._held.items()}
 
     def _lost(self, why: str) -> None:
         _log.warning("etcd2 session %s lost: %s", self._id, why)
@@ -206,12 +221,12 @@ class TtlSession(Session):
         self._delete_all(self._end())
         self._set_alive(False)
 
-    def _delete_all(self, keys: dict[str, str]) -> BaseException | None:
+    def _delete_all(self, keys: dict[str, tuple[str, int]]) -> BaseException | None:
         """Delete every key still holding this session's value; the last unexpected error, if any."""
         error: BaseException | None = None
-        for full, value in keys.items():
+        for full, (value, index) in keys.items():
             try:
-                self.delete_if(full, value)
+                self.delete_if(full, value, index)
             except (etcd.EtcdKeyNotFound, etcd.EtcdCompareFailed):
                 pass
             except Exception as exc:  # keep deleting the others; the caller reports it
@@ -219,14 +234,35 @@ class TtlSession(Session):
             self.release(full, value)
         return error
 
-    def delete_if(self, full: str, value: str) -> None:
-        """Delete ``full`` while it holds ``value``.
+    def delete_if(self, full: str, value: str, index: int) -> etcd.EtcdResult:
+        """Delete ``full`` while it holds ``value``; ``index`` is its modifiedIndex as this session last saw it.
+
+        The delete is conditioned on the index (``prevIndex``), which fits
+        in a URL whatever the value's size. Should the index have moved (a
+        refresh answered after this was called, or another writer wrote the
+        same value), the key is read and, while it still holds ``value``,
+        deleted at the index read.
+
+        Returns:
+            etcd's answer to the delete.
 
         Raises:
             etcd.EtcdKeyNotFound: the key is gone.
-            etcd.EtcdCompareFailed: the key holds another value.
+            etcd.EtcdCompareFailed: the key holds another value (or kept changing).
         """
-        self._backend.call(lambda client: client.delete(self._backend.keys.url_path(full), prevValue=value))
+        path = self._backend.keys.url_path(full)
+        for _ in range(_DELETE_ATTEMPTS):
+            try:
+                return self._delete_at(path, index)
+            except etcd.EtcdCompareFailed:
+                current = self._backend.call(lambda client: client.read(path, quorum=True))
+                if current.dir or current.value != value:
+                    raise
+                index = int(current.modifiedIndex)
+        raise etcd.EtcdCompareFailed(f"{full} kept changing during {_DELETE_ATTEMPTS} deletes")
+
+    def _delete_at(self, path: str, index: int) -> etcd.EtcdResult:
+        return self._backend.call(lambda client: client.delete(path, prevIndex=index))
 
     def stop(self) -> None:
         """Stop refreshing without telling the server (the keys expire after the TTL)."""

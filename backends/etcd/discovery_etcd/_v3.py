@@ -6,10 +6,13 @@ requests and the gateway, not etcd3gw, whose watch ignores the
 python-etcd3, which is unmaintained and breaks on current protobuf. A
 session is a lease kept alive by a background thread at a third of its
 TTL; instances are keys put under it by a transaction that refuses a key
-bound to another lease, so a lease revoked or expired removes all its keys
-in one revision. A listing is one range read at one revision. The watch
-reads ``POST /v3/watch`` line by line in a thread: it returns once etcd
-confirmed the watch (``created``), resumes from ``after_revision + 1``,
+bound to another lease, or a name that would be both a key and a key's
+parent, so a lease revoked or expired removes all its keys in one revision.
+A lease lost while etcd was unreachable is revoked once etcd answers, and
+until then its keys are taken over by the session that replaces it. A
+listing is one range read at one revision. The watch reads ``POST
+/v3/watch`` line by line in a thread: it returns once etcd confirmed the
+watch (``created``), resumes from ``after_revision + 1``,
 delivers the events of each revision as one batch (a watch answer always
 holds whole revisions), reports a watch cancelled by compaction as
 ``Gap("compacted")`` and a broken connection as ``BackendUnavailable``.
@@ -19,13 +22,14 @@ etcd v3 does not tell an expiry from a delete, so ``Change.expired`` is None.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import requests
 
@@ -76,6 +80,11 @@ _PUT_ATTEMPTS = 4
 _ORPHAN_GRACE_SECONDS = 2.0
 
 
+# Named here because EtcdBackend.list shadows the builtin inside the class.
+_Ops = list[dict[str, Any]]
+_Found = list[Mapping[str, Any] | None]
+
+
 def _key_bytes(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
 
@@ -94,6 +103,13 @@ def _inner(answer: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 def _revision(answer: Mapping[str, Any]) -> int:
     header = answer.get("header")
     return int(header.get("revision", 0)) if isinstance(header, dict) else 0
+
+
+class _Written(NamedTuple):
+    """A session's write of a key: its mod_revision and a digest of the value."""
+
+    revision: int
+    digest: bytes
 
 
 class LeaseSession(Session):
@@ -117,27 +133,27 @@ class LeaseSession(Session):
         self.granted_ttl = int(granted.get("TTL", requested)) or requested
         self._stopped = threading.Event()
         self._closed = False
-        # key -> mod_revision of this session's last write of it: the next put
-        # of the key compares against it, so an update is one round trip.
-        self._written: dict[str, int] = {}
+        # This session's last write of each key: the next put of the key
+        # compares against it, so an update is one round trip.
+        self._written: dict[str, _Written] = {}
         self._thread = self._start_thread(f"etcd-keepalive-{self.lease_id}", self._keep_alive)
 
     @property
     def id(self) -> str:
         return str(self.lease_id)
 
-    def written(self, key: str) -> int | None:
-        """The mod_revision of this session's last write of ``key``, None if it wrote none."""
+    def written(self, key: str) -> _Written | None:
+        """This session's last write of ``key``, None if it wrote none."""
         with self._lock:
             return self._written.get(key)
 
-    def wrote(self, key: str, revision: int | None) -> None:
+    def wrote(self, key: str, written: _Written | None) -> None:
         """Remember (or, with None, forget) this session's last write of ``key``."""
         with self._lock:
-            if revision is None:
+            if written is None:
                 self._written.pop(key, None)
             else:
-                self._written[key] = revision
+                self._written[key] = written
 
     def _keep_alive(self) -> None:
         interval = max(self.granted_ttl / 3, 0.1)
@@ -361,6 +377,15 @@ class EtcdBackend(Backend):
     default_port: ClassVar[int] = 2379
     # etcd's minimum lease TTL with default raft timing: 1.5 x the election timeout, rounded up.
     min_ttl: ClassVar[float] = 2.0
+    # etcd has no key limit of its own, but a put sends its key about a dozen
+    # times (the compares on every ancestor and below it): 10 KiB holds the
+    # deepest, longest name the core allows (17 segments of 128 four-byte
+    # characters, 8.7 KB) under a root of 1.5 KB.
+    max_key_bytes: ClassVar[int] = 10_240
+    # etcd refuses a request over --max-request-bytes (1.5 MiB by default).
+    # Measured on etcd 3.4: a session put with a 10,238-byte key at the
+    # deepest depth takes values up to 1,437,500 bytes; 2.6 % kept as margin.
+    max_value_bytes: ClassVar[int] = 1_400_000
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
@@ -370,6 +395,20 @@ class EtcdBackend(Backend):
         self._sessions: weakref.WeakSet[LeaseSession] = weakref.WeakSet()
         self._streams: weakref.WeakSet[WatchStream] = weakref.WeakSet()
         self._closed = False
+        self._stopping = threading.Event()
+        self._orphan_lock = threading.Lock()
+        # Leases this backend lost without revoking them, each with the time
+        # the server first answered about it since (None: not yet).
+        self._orphans: dict[int, float | None] = {}
+        self._reaper: threading.Thread | None = None
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds a deregistration waits per endpoint: at most 1 s, so closing stays prompt while etcd hangs.
+
+        What is not deregistered in time expires with its lease.
+        """
+        return min(self.settings.timeout, 1.0)
 
     @contextlib.contextmanager
     def boundary(self, action: str) -> Iterator[None]:
@@ -385,10 +424,66 @@ class EtcdBackend(Backend):
         if self._closed:
             raise RegistryClosed(f"{self.name} backend is closed")
 
-    def _lease(self, session: Session) -> int:
+    def _lease_session(self, session: Session) -> LeaseSession:
         if not isinstance(session, LeaseSession):
             raise TypeError(f"session {session!r} was not opened by an etcd backend")
-        return session.lease_id
+        return session
+
+    def orphan(self, lease_id: int) -> None:
+        """Adopt a lease lost without a successful revoke: puts may take its keys over, and it is revoked later."""
+        with self._orphan_lock:
+            if self._stopping.is_set():
+                return
+            self._orphans.setdefault(lease_id, None)
+            if self._reaper is None:
+                self._reaper = start_thread("etcd-lease-reaper", self._reap)
+
+    def _is_orphan(self, lease_id: int) -> bool:
+        with self._orphan_lock:
+            return lease_id in self._orphans
+
+    def _forget_orphan(self, lease_id: int) -> None:
+        with self._orphan_lock:
+            self._orphans.pop(lease_id, None)
+
+    def _reap(self) -> None:
+        """Revoke the orphaned leases once the server answers, each after its keys were taken over or a grace period.
+
+        Ends when no orphan is left or the backend closes.
+        """
+        while not self._stopping.wait(0.5):
+            with self._orphan_lock:
+                if not self._orphans:
+                    self._reaper = None
+                    return
+                pending = dict(self._orphans)
+            for lease_id, since in pending.items():
+                try:
+                    self._reap_one(lease_id, since)
+                except Exception as exc:  # the server is still unreachable: try again next round
+                    _log.debug("revoking orphaned lease %s failed, retrying: %s", lease_id, exc)
+        with self._orphan_lock:
+            self._reaper = None
+
+    def _reap_one(self, lease_id: int, since: float | None) -> None:
+        keys = self.client.lease_keys(lease_id, timeout=self.close_timeout)
+        if keys is None:
+            self._forget_orphan(lease_id)
+            return
+        now = time.monotonic()
+        if since is None:
+            with self._orphan_lock:
+                if lease_id in self._orphans:
+                    self._orphans[lease_id] = since = now
+        if keys and since is not None and now - since < _ORPHAN_GRACE_SECONDS:
+            return
+        try:
+            self.client.lease_revoke(lease_id, timeout=self.close_timeout)
+        except GatewayError as exc:
+            if _LEASE_NOT_FOUND not in exc.message:
+                raise
+        _log.info("revoked etcd lease %s, lost while the server was unreachable", lease_id)
+        self._forget_orphan(lease_id)
 
     def list(self, prefix: str) -> Listing:
         """Read every key under ``prefix`` with one range request (one revision).
@@ -430,7 +525,7 @@ class EtcdBackend(Backend):
         self._streams.add(stream)
         return stream
 
-    def open_session(self, ttl: float) -> Session:
+    def open_session(self, ttl: float) -> LeaseSession:
         """Grant a lease of ``ceil(ttl)`` seconds (at least etcd's minimum) and keep it alive.
 
         Raises:
@@ -442,65 +537,152 @@ class EtcdBackend(Backend):
         self._sessions.add(session)
         return session
 
+    def _compare_absent(self, key: str) -> dict[str, Any]:
+        return {
+            "key": b64(_key_bytes(self.keys.full(key))),
+            "target": "CREATE",
+            "result": "EQUAL",
+            "create_revision": "0",
+        }
+
+    def _tree_guards(self, key: str) -> _Ops:
+        """The compares that keep keys a tree: no ancestor of ``key`` is a key, and no key lies below it.
+
+        The range compare (etcd 3.3+) holds when no key exists in the range.
+        """
+        parts = key.split("/")
+        guards = [self._compare_absent("/".join(parts[:depth])) for depth in range(1, len(parts))]
+        below = _key_bytes(self.keys.full(key + "/"))
+        guards.append({**self._compare_absent(key + "/"), "range_end": b64(prefix_end(below))})
+        return guards
+
+    def _obstacles(self, key: str) -> tuple[str | None, Mapping[str, Any] | None]:
+        """What refused a write of ``key``: a conflicting key (relative) and the key's record, read at one revision.
+
+        Only a failed put pays for this read.
+        """
+        parts = key.split("/")
+        ancestors = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+        below = _key_bytes(self.keys.full(key + "/"))
+        reads: _Ops = [
+            {"request_range": {"key": b64(_key_bytes(self.keys.full(key)))}},
+            {
+                "request_range": {
+                    "key": b64(below),
+                    "range_end": b64(prefix_end(below)),
+                    "limit": "1",
+                    "keys_only": True,
+                }
+            },
+        ]
+        reads += [{"request_range": {"key": b64(_key_bytes(self.keys.full(a))), "keys_only": True}} for a in ancestors]
+        with self.boundary("put"):
+            answer = self.client.txn([], reads, [])
+        found: _Found = []
+        for response in answer.get("responses") or ():
+            inner = response.get("response_range") if isinstance(response, dict) else None
+            kvs = inner.get("kvs") if isinstance(inner, dict) else None
+            found.append(kvs[0] if isinstance(kvs, list) and kvs and isinstance(kvs[0], dict) else None)
+        found += [None] * (len(reads) - len(found))
+        record, descendant, *above = found
+        for ancestor, kv in zip(ancestors, above, strict=True):
+            if kv is not None:
+                return ancestor, record
+        if descendant is not None:
+            return self.keys.relative(_key_text(unb64(descendant.get("key")))) or key + "/", record
+        return None, record
+
     def put(self, key: str, value: bytes, session: Session | None) -> int:
         """Write a key; with a session, bind it to the session's lease unless another lease holds it.
 
-        One transaction: if the key is absent, put it with the lease; else if
-        its lease is this one, put it again, unless it already holds this
-        value (a retried write: nothing to do); else refuse.
+        One transaction whose compares keep the keys a tree (no key above
+        ``key``, none below it) and, with a session, check the key is as the
+        session expects: absent, or as its own last write left it. The value
+        travels once, in the only put of the transaction. When a compare
+        fails, one read finds out why: a name conflict; the key bound to this
+        lease (written again, unless it already holds this value: a retried
+        write whose answer was lost); the key held by a lease this backend
+        lost while etcd was unreachable and could not revoke (taken over:
+        etcd restores such a lease with a fresh TTL, which would otherwise
+        hold the key against its own registrant); or another registrant.
 
         Returns:
             The revision of the write.
 
         Raises:
+            NameConflict: a key exists above or below ``key``.
             AlreadyRegistered: with a session, the key exists and is not bound to its lease.
             SessionExpired: the session's lease no longer exists.
             BackendUnavailable: no endpoint could be reached.
             BackendError: the write failed.
         """
         self._check_open()
-        raw = _key_bytes(self.keys.full(key))
-        full = b64(raw)
-        with self.boundary("put"):
-            if session is None:
-                return _revision(self.client.put(raw, value))
-            lease = str(self._lease(session))
-            put = {"request_put": {"key": full, "value": b64(value), "lease": lease}}
-            ours = {"key": full, "target": "LEASE", "result": "EQUAL", "lease": lease}
-            same = {"key": full, "target": "VALUE", "result": "EQUAL", "value": b64(value)}
-            answer = self.client.txn(
-                [{"key": full, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-                [put],
-                [
-                    {
-                        "request_txn": {
-                            "compare": [ours, same],
-                            "success": [{"request_range": {"key": full}}],
-                            "failure": [{"request_txn": {"compare": [ours], "success": [put], "failure": []}}],
-                        }
-                    }
-                ],
+        full = b64(_key_bytes(self.keys.full(key)))
+        guards = self._tree_guards(key)
+        if session is None:
+            put: dict[str, Any] = {"request_put": {"key": full, "value": b64(value)}}
+            for _ in range(_PUT_ATTEMPTS):
+                with self.boundary("put"):
+                    answer = self.client.txn(guards, [put], [])
+                if answer.get("succeeded"):
+                    return _revision(answer)
+                conflict, _ = self._obstacles(key)
+                if conflict is not None:
+                    raise NameConflict(key, conflict)
+            raise BackendError(self.name, f"put {key!r}: the keys around it changed under each attempt")
+        lease = self._lease_session(session)
+        digest = hashlib.blake2b(value, digest_size=16).digest()
+        put = {"request_put": {"key": full, "value": b64(value), "lease": str(lease.lease_id)}}
+        expected = lease.written(key)
+        for _ in range(_PUT_ATTEMPTS):
+            if expected is None:
+                state = self._compare_absent(key)
+            else:
+                state = {"key": full, "target": "MOD", "result": "EQUAL", "mod_revision": str(expected.revision)}
+            # Rewriting the value the key already holds would be a spurious update event.
+            unchanged = expected is not None and expected.digest == digest
+            with self.boundary("put"):
+                answer = self.client.txn([*guards, state], [] if unchanged else [put], [])
+            if answer.get("succeeded"):
+                revision = expected.revision if unchanged and expected is not None else _revision(answer)
+                lease.wrote(key, _Written(revision, digest))
+                return revision
+            conflict, record = self._obstacles(key)
+            if conflict is not None:
+                raise NameConflict(key, conflict)
+            if record is None:
+                expected = None
+                continue
+            holder = int(record.get("lease", 0))
+            current = _Written(
+                int(record.get("mod_revision", 0)), hashlib.blake2b(unb64(record.get("value")), digest_size=16).digest()
             )
-        if answer.get("succeeded"):
-            return _revision(answer)
-        unchanged = _inner(answer, "response_txn")
-        if unchanged.get("succeeded"):
-            # Already bound to this lease with this value (a retried write
-            # whose answer was lost): writing again would be a spurious update.
-            kvs = _inner(unchanged, "response_range").get("kvs") or [{}]
-            return int(kvs[0].get("mod_revision", 0)) or _revision(answer)
-        if _inner(unchanged, "response_txn").get("succeeded"):
-            return _revision(answer)
-        raise key_held(key)
+            if holder == lease.lease_id:
+                if current.digest == digest:
+                    # Already this value, read at one revision: a retried write whose answer was lost.
+                    lease.wrote(key, current)
+                    return current.revision
+                expected = current
+                continue
+            if holder and self._is_orphan(holder):
+                _log.info("taking %s over from etcd lease %s, lost while the server was unreachable", key, holder)
+                expected = _Written(current.revision, b"")
+                continue
+            raise key_held(key)
+        raise BackendError(self.name, f"put {key!r}: the key changed under each attempt")
 
     def delete(self, key: str, session: Session | None = None) -> bool:
         """Delete a key; with a session, only while it is bound to the session's lease.
+
+        A deregistration (with a session) waits at most :attr:`close_timeout`
+        per endpoint, so closing stays prompt while etcd hangs.
 
         Returns:
             Whether a key was deleted.
 
         Raises:
             BackendUnavailable: no endpoint could be reached.
+            BackendTimeout: etcd did not answer in time.
             BackendError: the delete failed.
         """
         self._check_open()
@@ -509,11 +691,14 @@ class EtcdBackend(Backend):
         with self.boundary("delete"):
             if session is None:
                 return int(self.client.delete_range(raw).get("deleted", 0)) > 0
+            lease = self._lease_session(session)
             answer = self.client.txn(
-                [{"key": full, "target": "LEASE", "result": "EQUAL", "lease": str(self._lease(session))}],
+                [{"key": full, "target": "LEASE", "result": "EQUAL", "lease": str(lease.lease_id)}],
                 [{"request_delete_range": {"key": full}}],
                 [],
+                timeout=self.close_timeout,
             )
+        lease.wrote(key, None)
         if not answer.get("succeeded"):
             return False
         return int(_inner(answer, "response_delete_range").get("deleted", 0)) > 0
@@ -526,10 +711,11 @@ class EtcdBackend(Backend):
             stream.close()
 
     def close(self) -> None:
-        """Stop keep-alives (leases not closed by the core expire) and watches, drop connections. Idempotent."""
+        """Stop keep-alives (leases not closed by the core expire), watches and the lease reaper. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         self.abandon()
         self.client.close()
 

@@ -264,10 +264,6 @@ class V3Client:
             body["range_end"] = b64(range_end)
         return self.call("/v3/kv/range", body)
 
-    def put(self, key: bytes, value: bytes) -> dict[str, Any]:
-        """Write a key without a lease."""
-        return self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)})
-
     def delete_range(self, key: bytes) -> dict[str, Any]:
         """Delete one key."""
         return self.call("/v3/kv/deleterange", {"key": b64(key)})

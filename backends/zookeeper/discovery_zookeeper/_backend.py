@@ -16,6 +16,14 @@ timeout, and never replays them, so each open stream ends with
 ``Gap("connection-loss")`` and the core re-lists; when the session is lost the
 client starts a new one by itself, and every :class:`ZooKeeperSession` of the
 old one turns not alive so the core puts its registrations again.
+Keys form a tree whose leaves hold values, and ZooKeeper keeps the znodes
+between them: a persistent znode without data or children (left behind by an
+instance or service that is gone) is no key and gives way to a put, while a
+put below an instance or any znode with data, or onto a znode with a key
+below it, is a :class:`~discovery.errors.NameConflict`. Nothing waits on a
+server that is down when it need not: a session's delete is then deferred to
+the reconnection (or made moot by the session's expiry), and a watch gives up
+quickly, since the core reopens it with its own back-off.
 """
 
 from __future__ import annotations
@@ -26,20 +34,37 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableSequence
 from typing import Any, ClassVar
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NoAuthError, NodeExistsError, NoNodeError, UnimplementedError
+from kazoo.exceptions import (
+    BadVersionError,
+    NoAuthError,
+    NoChildrenForEphemeralsError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    UnimplementedError,
+)
 from kazoo.protocol.states import KazooState, KeeperState
 from kazoo.retry import KazooRetry
 
+from discovery._background import start_thread
 from discovery.backend import Backend, ChangeStream, Listing, Option, Record, Session, Target, key_held
 from discovery.capabilities import Capability
-from discovery.errors import BackendError, BackendUnavailable, InvalidOption, SessionExpired, Unsupported
-from discovery_zookeeper._errors import BACKEND, boundary
+from discovery.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidOption,
+    NameConflict,
+    SessionExpired,
+    Unsupported,
+)
+from discovery_zookeeper._errors import BACKEND, boundary, translate
 from discovery_zookeeper._multi_read import ReadFailed, read_many
-from discovery_zookeeper._paths import Namespace, join, parent
+from discovery_zookeeper._paths import REFUSED_CHARACTERS, Namespace, join, parent
 from discovery_zookeeper._persistent_watch import PersistentWatches
 from discovery_zookeeper._stream import FinishedStream, ZooKeeperChangeStream
 
@@ -57,6 +82,17 @@ _DEAD_STATES = frozenset({KeeperState.CLOSED, KeeperState.AUTH_FAILED})
 _READS_PER_REQUEST = 200
 # A znode deleted between the children listing and its read, or one whose ACL hides it.
 _GONE_OR_HIDDEN = frozenset({NoNodeError.code, NoAuthError.code})
+# How long watch() waits for a connection. The core opens and reopens streams
+# from its watch thread with its own back-off, which Watch.close() interrupts;
+# a long wait in here would hold close() up while the server is down. Long
+# enough for kazoo's reconnection after a blip (its first retries come within
+# about 0.2 s).
+_WATCH_PATIENCE = 0.5
+# Attempts at a put that ZooKeeper refuses below an ephemeral znode we cannot
+# find again (it went away meanwhile): retried, but not forever.
+_EPHEMERAL_PARENT_RETRIES = 5
+_CONNECTION_ERRORS = (BackendUnavailable, BackendTimeout)
+_FLUSHER_JOIN = 2.0
 
 
 def _seconds(name: str, value: object) -> float:
@@ -113,6 +149,9 @@ class ZooKeeperSession(Session):
     def close(self) -> None:
         """Delete the keys this session holds, then turn not alive; the ZooKeeper session goes on. Idempotent.
 
+        Never waits for a server that cannot be reached: the deletes are then
+        deferred to the reconnection, or made moot by the session's expiry.
+
         Raises:
             BackendError: a delete failed; the keys then go when the ZooKeeper session ends.
         """
@@ -146,6 +185,16 @@ class ZooKeeperBackend(Backend):
     name: ClassVar[str] = "zookeeper"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.NATIVE_EPHEMERAL})
     default_port: ClassVar[int] = 2181
+    # ZooKeeper has no limit of its own on a path: path and value travel in one
+    # request, which the server refuses (dropping the connection) above
+    # jute.maxbuffer, 1,048,575 bytes by default. Measured on 3.8.0, a create
+    # (the larger request) passes while path + value <= 1,048,528 bytes. The
+    # key gets a budget far above the longest name the core accepts (17
+    # segments of 128 characters, about 6.6 KB), the value the rest, less an
+    # 8 KiB margin (1,032,144 would still pass).
+    max_key_bytes: ClassVar[int] = 16 * 1024
+    max_value_bytes: ClassVar[int] = 1_024_000
+    refused_characters: ClassVar[tuple[tuple[int, int], ...]] = REFUSED_CHARACTERS
     options: ClassVar[Mapping[str, Option]] = {
         "session_timeout": Option(
             float, 10.0, "ZooKeeper session timeout, seconds: how long instances outlive a crash"
@@ -171,6 +220,12 @@ class ZooKeeperBackend(Backend):
         self._sessions: list[ZooKeeperSession] = []
         self._closed = False
         self._abandoned = False
+        # Deletes of session keys owed to the server once it is reachable again:
+        # key -> the ZooKeeper session id the znode belongs to.
+        self._deferred: dict[str, int] = {}
+        self._deferred_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
         self._floor = 0
         self._version: tuple[int, int] | None = None
         self._version_checked = False
@@ -193,6 +248,11 @@ class ZooKeeperBackend(Backend):
             raise
 
     # -- Backend primitives ------------------------------------------------------
+
+    def key_size(self, key: str) -> int:
+        """The UTF-8 size of the key's znode path, root included, as it travels in a request."""
+        key = key.strip("/")
+        return len((join(self._namespace.root, key) if key else self._namespace.root).encode("utf-8", "surrogatepass"))
 
     def list(self, prefix: str) -> Listing:
         """Read every record under ``prefix``: ephemeral znodes and znodes with data.
@@ -271,13 +331,14 @@ class ZooKeeperBackend(Backend):
 
         Raises:
             Unsupported: the server is older than ZooKeeper 3.6 (no ``addWatch``).
-            BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
+            BackendUnavailable: not connected within half a second (the core
+                retries with its own back-off), or the connection dropped.
             BackendTimeout: the server did not acknowledge in time.
             BackendError: the server refused the watch.
         """
         if after_revision is not None:
             return FinishedStream("no-resume")
-        self._await_connection()
+        self._await_connection(min(self._connect_timeout, _WATCH_PATIENCE))
         self._require_persistent_watches()
         base = self._namespace.base(prefix)
         stream = ZooKeeperChangeStream(self._client, self._namespace, base, self._request_timeout, self._is_dead)
@@ -314,7 +375,12 @@ class ZooKeeperBackend(Backend):
     def put(self, key: str, value: bytes, session: Session | None) -> int:
         """Write a key; with a session, as an ephemeral znode of the current ZooKeeper session.
 
-        Missing parents are created as persistent znodes with empty data.
+        Missing parents are created as persistent znodes with empty data. A
+        persistent znode without data found at the key is no key: if nothing
+        below it is a key either (what a gone instance or service leaves
+        behind), it is removed and the key created in its place; the removal
+        is conditional (ZooKeeper refuses to delete a znode with children, or
+        one whose data changed), so a concurrent registrant below it is safe.
 
         Args:
             key: the key relative to the root.
@@ -327,19 +393,26 @@ class ZooKeeperBackend(Backend):
             The zxid of the write (the znode's new ``mzxid``).
 
         Raises:
-            AlreadyRegistered: the znode exists and is not an ephemeral of this session.
+            AlreadyRegistered: with a session, the znode exists and is not an
+                ephemeral of this session.
+            NameConflict: a key lies below ``key`` (the ``conflict``), or an
+                instance or a znode with data lies above it.
+            InvalidName: the key holds a character ZooKeeper refuses.
             SessionExpired: the session is no longer the client's ZooKeeper session.
             BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: the ACL refuses this client.
-            BackendError: another failure (e.g. a parent is itself ephemeral).
+            BackendError: another failure.
         """
         path = self._namespace.path(key)
         self._await_connection()
         if session is None:
             with boundary(f"put {key}"):
-                return self._put_persistent(path, value)
+                return self._put_persistent(key, path, value)
         owned = self._own(session)
+        with self._flush_lock, self._deferred_lock:
+            # A key put again before its deferred delete ran is ours again: the delete is off.
+            self._deferred.pop(key, None)
         with boundary(f"put {key}"):
             revision = self._put_ephemeral(key, path, value, owned)
         owned._track(key, True)
@@ -348,44 +421,67 @@ class ZooKeeperBackend(Backend):
     def delete(self, key: str, session: Session | None = None) -> bool:
         """Delete a key; with ``session``, only while its znode is an ephemeral of that session.
 
+        A persistent znode without data (a service path) is no key: it is not
+        deleted. With a session and no connection to the server, the delete
+        does not wait: it is deferred to the reconnection, and made moot if
+        the ZooKeeper session expires first (its ephemeral znodes go with it).
+
         Args:
             key: the key relative to the root.
-            session: None to delete whatever is there; else a session of this backend.
+            session: None to delete whatever key is there; else a session of this backend.
 
         Returns:
-            Whether a znode was deleted.
+            Whether a key was deleted (or, deferred, is owed a delete).
 
         Raises:
-            BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
+            InvalidName: the key holds a character ZooKeeper refuses.
+            BackendUnavailable: without a session: not connected within
+                ``connect_timeout``, or the connection dropped; or the backend is closed.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: the ACL refuses this client.
-            BackendError: another failure (e.g. the znode has children).
+            BackendError: another failure.
         """
         path = self._namespace.path(key)
-        self._await_connection()
         if session is None:
+            self._await_connection()
             with boundary(f"delete {key}"):
-                try:
-                    self._wait(self._client.delete_async(path))
-                except NoNodeError:
-                    return False
-                return True
+                return self._delete_key(path)
+        self._check_usable()
         if not isinstance(session, ZooKeeperSession) or session._backend is not self or not session.alive:
             return False
-        with boundary(f"delete {key}"):
-            deleted = self._delete_owned(path, session.session_id)
+        if not self._client.connected:
+            return self._defer_delete(key, session)
+        try:
+            with boundary(f"delete {key}"):
+                deleted = self._delete_owned(path, session.session_id)
+        except _CONNECTION_ERRORS as exc:
+            _log.info("zookeeper: delete of %s failed (%s); deferred to the reconnection", key, exc)
+            return self._defer_delete(key, session)
         session._track(key, False)
         return deleted
 
     def close(self) -> None:
-        """Stop the client: the ZooKeeper session ends and its ephemeral znodes go. Idempotent."""
+        """Stop the client: the ZooKeeper session ends and its ephemeral znodes go. Idempotent.
+
+        Never waits for a server that is down: the session then expires on
+        the server, with its ephemeral znodes, after the session timeout.
+        """
         with self._state:
             if self._closed:
                 return
             self._closed = True
+            # Threads waiting for a connection give up now.
+            self._state.notify_all()
         self._client.remove_listener(self._state_changed)
         self._watches.close()
         self._release()
+        with self._deferred_lock:
+            # Moot: closing the client ends the session, or it expires, and its znodes go.
+            self._deferred.clear()
+            flusher = self._flusher
+        if flusher is not None:
+            # Stopping the client failed its requests: the thread ends at once.
+            flusher.join(timeout=_FLUSHER_JOIN)
         self._sessions_lost(in_background=False)
 
     def abandon(self) -> None:
@@ -502,13 +598,13 @@ class ZooKeeperBackend(Backend):
         if self._closed or self._abandoned:
             raise BackendUnavailable(BACKEND, "the backend is closed")
 
-    def _await_connection(self) -> None:
-        """Wait up to ``connect_timeout`` for a connection: kazoo would queue a request until one is back.
+    def _await_connection(self, patience: float | None = None) -> None:
+        """Wait up to ``patience`` (default ``connect_timeout``) for a connection; kazoo would queue a request forever.
 
         Raises:
             BackendUnavailable: the backend is closed, or still not connected.
         """
-        deadline = time.monotonic() + self._connect_timeout
+        deadline = time.monotonic() + (self._connect_timeout if patience is None else patience)
         with self._state:
             while True:
                 self._check_usable()
@@ -525,6 +621,8 @@ class ZooKeeperBackend(Backend):
             self._state.notify_all()
         if state == KazooState.LOST:
             self._sessions_lost(in_background=True)
+        elif state == KazooState.CONNECTED:
+            self._flush_soon()
 
     def _sessions_lost(self, in_background: bool) -> None:
         with self._state:
@@ -534,12 +632,64 @@ class ZooKeeperBackend(Backend):
 
         def report() -> None:
             for session in lost:
+                # Each listener is guarded by the core: one that raises cannot stop the others.
                 session._set_alive(False)
 
         if in_background:
-            threading.Thread(target=report, name="discovery-zookeeper-session-lost", daemon=True).start()
+            # Off kazoo's connection thread: a user's listener may block or call back into the backend.
+            start_thread("discovery-zookeeper-session-lost", report)
         else:
             report()
+
+    def _defer_delete(self, key: str, session: ZooKeeperSession) -> bool:
+        """Owe the server the delete of ``key``, an ephemeral of ``session``, until the connection is back."""
+        with self._deferred_lock:
+            self._deferred[key] = session.session_id
+        session._track(key, False)
+        _log.info("zookeeper: not connected; the delete of %s waits for the reconnection or the session's expiry", key)
+        if self._client.connected:
+            # The connection came back between the check and the deferral.
+            self._flush_soon()
+        return True
+
+    def _flush_soon(self) -> None:
+        """Run the deferred deletes in the background, unless they already run or there are none."""
+        with self._deferred_lock:
+            if not self._deferred or self._flusher is not None or self._closed:
+                return
+            self._flusher = start_thread("discovery-zookeeper-deferred-deletes", self._flush, self._flush_died)
+
+    def _flush_died(self, exc: BaseException) -> None:
+        with self._deferred_lock:
+            self._flusher = None
+
+    def _flush(self) -> None:
+        """Send the deferred deletes; stop at the first connection failure (the next reconnection resumes)."""
+        while True:
+            # Held through each delete, so that a put of the same key (which
+            # cancels its delete under this lock) cannot interleave with it; a
+            # deferral only takes the short ``_deferred_lock``, never waits here.
+            with self._flush_lock:
+                with self._deferred_lock:
+                    if not self._deferred or self._closed:
+                        self._flusher = None
+                        return
+                    key, session_id = next(iter(self._deferred.items()))
+                if self.session_id in (None, session_id):
+                    try:
+                        with boundary(f"deferred delete {key}"):
+                            self._delete_owned(self._namespace.path(key), session_id)
+                    except _CONNECTION_ERRORS as exc:
+                        _log.info("zookeeper: deferred delete of %s failed (%s); retried on reconnection", key, exc)
+                        with self._deferred_lock:
+                            self._flusher = None
+                        return
+                    except BackendError as exc:
+                        _log.warning("zookeeper: deferred delete of %s failed (%s); given up", key, exc)
+                # Else that ZooKeeper session is gone, and its ephemeral znodes with it.
+                with self._deferred_lock:
+                    if self._deferred.get(key) == session_id:
+                        del self._deferred[key]
 
     def _forget(self, session: ZooKeeperSession) -> None:
         with self._state:
@@ -575,20 +725,33 @@ class ZooKeeperBackend(Backend):
             raise SessionExpired(BACKEND, f"session {session.id} expired; the client now has 0x{current:x}")
         return session
 
-    def _put_persistent(self, path: str, value: bytes) -> int:
+    def _put_persistent(self, key: str, path: str, value: bytes) -> int:
+        self._refuse_below_keys(key, path)
+        ephemeral_parents = 0
         while True:
             try:
                 _, stat = self._wait(self._client.create_async(path, value, makepath=True, include_data=True))
                 return int(stat.mzxid)
             except NodeExistsError:
                 pass
-            try:
-                stat = self._wait(self._client.set_async(path, value))
-                return int(stat.mzxid)
-            except NoNodeError:
+            except NoChildrenForEphemeralsError as exc:
+                ephemeral_parents = self._below_ephemeral(key, path, exc, ephemeral_parents)
                 continue
+            stat = self._wait(self._client.exists_async(path))
+            if stat is None:
+                continue
+            if not stat.ephemeralOwner and not stat.dataLength:
+                self._vacate(key, path, stat.version)
+                continue
+            try:
+                stat = self._wait(self._client.set_async(path, value, version=stat.version))
+            except (NoNodeError, BadVersionError):
+                continue
+            return int(stat.mzxid)
 
     def _put_ephemeral(self, key: str, path: str, value: bytes, session: ZooKeeperSession) -> int:
+        self._refuse_below_keys(key, path)
+        ephemeral_parents = 0
         while True:
             try:
                 _, stat = self._wait(
@@ -596,17 +759,22 @@ class ZooKeeperBackend(Backend):
                 )
             except NodeExistsError:
                 pass
+            except NoChildrenForEphemeralsError as exc:
+                ephemeral_parents = self._below_ephemeral(key, path, exc, ephemeral_parents)
+                continue
             else:
                 if stat.ephemeralOwner != session.session_id:
                     # The session changed while the request waited: the znode belongs to the new one.
                     raise SessionExpired(BACKEND, f"session {session.id} expired while writing {key}")
                 return int(stat.mzxid)
-            try:
-                _, stat = self._wait(self._client.get_async(path))
-            except NoNodeError:
+            stat = self._wait(self._client.exists_async(path))
+            if stat is None:
                 continue
             if stat.ephemeralOwner != session.session_id:
-                raise key_held(key)
+                if stat.ephemeralOwner or stat.dataLength:
+                    raise key_held(key)
+                self._vacate(key, path, stat.version)
+                continue
             # ZooKeeper can condition a write on the data version only, not on the owner: the
             # version guards against our own concurrent writes; only a delete plus a re-create by
             # another session at the same version, between these two requests, could slip through.
@@ -615,6 +783,96 @@ class ZooKeeperBackend(Backend):
             except (NoNodeError, BadVersionError):
                 continue
             return int(stat.mzxid)
+
+    def _refuse_below_keys(self, key: str, path: str) -> None:
+        """Raise :class:`NameConflict` if an instance or a znode with data lies between the root and ``path``.
+
+        ZooKeeper refuses children of an ephemeral znode by itself (the
+        create fails), but happily creates them below a persistent znode
+        with data; both are keys, so both are checked here, with one
+        pipelined read of the ancestors, before anything is written.
+        """
+        ancestors = self._namespace.ancestors(path)
+        replies = [(ancestor, self._client.exists_async(ancestor)) for ancestor in ancestors]
+        for ancestor, reply in replies:
+            stat = self._wait(reply)
+            if stat is not None and (stat.ephemeralOwner or stat.dataLength):
+                raise NameConflict(key, self._namespace.key(ancestor) or ancestor)
+
+    def _below_ephemeral(self, key: str, path: str, exc: NoChildrenForEphemeralsError, attempts: int) -> int:
+        """ZooKeeper refused ``path`` below an ephemeral znode: raise :class:`NameConflict` naming it.
+
+        Returns:
+            ``attempts`` plus one, when the ephemeral ancestor is gone already and the put may be retried.
+
+        Raises:
+            NameConflict: an instance (or a znode with data) lies above ``key``.
+            BackendError: the ephemeral ancestor stayed out of sight (the root itself is ephemeral).
+        """
+        self._refuse_below_keys(key, path)
+        if attempts >= _EPHEMERAL_PARENT_RETRIES:
+            raise translate(exc, f"put {key}") from exc
+        return attempts + 1
+
+    def _vacate(self, key: str, path: str, version: int) -> None:
+        """Clear the persistent znode without data at ``path`` for a put, or raise :class:`NameConflict`.
+
+        The znode and any znodes below it are no keys if none of them is an
+        instance or holds data (a service path left behind): they are
+        deleted, deepest first, each only at the data version read and only
+        if childless (ZooKeeper's own rule), so a key created below them
+        meanwhile stays, and the caller, which looks again, sees it.
+
+        Raises:
+            NameConflict: a key lies below ``path``; its key is the ``conflict``.
+        """
+        leftovers: list[tuple[str, int]] = []
+        found = self._first_key_below(path, leftovers)
+        if found is not None:
+            raise NameConflict(key, self._namespace.key(found) or found)
+        leftovers.append((path, version))
+        replies = [self._client.delete_async(znode, version=znode_version) for znode, znode_version in leftovers]
+        for reply in replies:
+            # A znode gone, written or given a child meanwhile: the caller looks again.
+            with contextlib.suppress(NoNodeError, NotEmptyError, BadVersionError):
+                self._wait(reply)
+
+    def _first_key_below(self, path: str, leftovers: MutableSequence[tuple[str, int]]) -> str | None:
+        """The path of a key below ``path``, depth first; else None, every znode below added to ``leftovers``."""
+        # Children are added before their parent: deleted in this order, deepest first.
+        try:
+            children = self._wait(self._client.get_children_async(path))
+        except NoNodeError:
+            return None
+        replies = [(join(path, child), self._client.exists_async(join(path, child))) for child in sorted(children)]
+        stats = [(child, self._wait(reply)) for child, reply in replies]
+        for child, stat in stats:
+            if stat is not None and (stat.ephemeralOwner or stat.dataLength):
+                return child
+        for child, stat in stats:
+            if stat is None:
+                continue
+            if stat.numChildren:
+                found = self._first_key_below(child, leftovers)
+                if found is not None:
+                    return found
+            leftovers.append((child, stat.version))
+        return None
+
+    def _delete_key(self, path: str) -> bool:
+        """Delete the key at ``path``: an ephemeral znode or one with data; a bare service znode is left alone."""
+        while True:
+            stat = self._wait(self._client.exists_async(path))
+            if stat is None or not (stat.ephemeralOwner or stat.dataLength):
+                return False
+            try:
+                self._wait(self._client.delete_async(path, version=stat.version))
+            except (NoNodeError, NotEmptyError):
+                # Gone meanwhile; or, holding data and children, a foreign znode that no key can be.
+                return False
+            except BadVersionError:
+                continue
+            return True
 
     def _delete_owned(self, path: str, session_id: int) -> bool:
         while True:

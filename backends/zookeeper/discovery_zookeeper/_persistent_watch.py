@@ -11,7 +11,8 @@ them. ``removeWatches`` (type 18; body: path, then the watcher type, 3 =
 any) ends it. :class:`PersistentWatches` swaps the client's connection
 handler for a subclass that hands those events to its subscribers before
 kazoo sees them, sends both requests through kazoo's own request queue, and
-tells every subscriber when the connection drops: kazoo never replays
+tells every subscriber when the connection drops (a subscriber that raises
+is logged and cannot end kazoo's connection thread): kazoo never replays
 watches on a new connection (no ``SetWatches``), so a persistent watch ends
 with its connection and its subscribers must re-add it and re-read. Two
 ZooKeeper 3.8 facts shape the use: notifications carry no zxid, and a
@@ -32,6 +33,8 @@ from kazoo.client import KazooClient
 from kazoo.protocol.connection import ConnectionHandler
 from kazoo.protocol.serialization import Watch
 from kazoo.protocol.states import KazooState
+
+from discovery._background import call_listener
 
 __all__ = [
     "ADD_WATCH",
@@ -266,7 +269,9 @@ class PersistentWatches:
         with self._lock:
             targets = [s for path in _ancestors(notification.path) for s in self._by_path.get(path, ())]
         for subscription in targets:
-            subscription.subscriber.notify(notification)
+            # On kazoo's connection thread: an exception escaping here would end that thread and
+            # leave the client dead for good, so one subscriber's failure is logged and stops there.
+            call_listener(f"zookeeper watch {subscription.path}", subscription.subscriber.notify, notification)
 
     def _state_changed(self, state: str) -> None:
         if state in (KazooState.SUSPENDED, KazooState.LOST):
@@ -277,4 +282,4 @@ class PersistentWatches:
             dropped = [s for subscriptions in self._by_path.values() for s in subscriptions]
             self._by_path.clear()
         for subscription in dropped:
-            subscription.subscriber.lost(reason)
+            call_listener(f"zookeeper watch {subscription.path}", subscription.subscriber.lost, reason)

@@ -152,6 +152,11 @@ class FinishedStream(ChangeStream):
         """Return the gap, every time."""
         return self._gap
 
+    @property
+    def confirmed(self) -> bool:
+        """False: the server never saw this stream, so it cannot show the server is reachable."""
+        return False
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -337,3 +337,14 @@ def test_an_ensemble_member_notifies_writes_made_through_another(
     finally:
         watcher.close()
         writer.close()
+
+
+def test_only_a_stream_the_server_acknowledged_is_confirmed(backend: ZooKeeperBackend) -> None:
+    # watch() returns once addWatch is acknowledged; a stream that cannot resume
+    # never reached the server, so it must not end an outage in the core.
+    live = backend.watch("", None)
+    unresumable = backend.watch("", 5)
+    assert live.confirmed
+    assert not unresumable.confirmed and unresumable.next(0) == Gap("no-resume")
+    live.close()
+    unresumable.close()

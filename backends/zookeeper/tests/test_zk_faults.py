@@ -7,11 +7,13 @@ server by another connection that takes the session over and closes it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+import discovery
 from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap, Target
 from discovery.errors import BackendUnavailable, SessionExpired
 from discovery.servers import ZooKeeperCluster
@@ -189,3 +191,66 @@ def test_a_dropped_connection_ends_every_stream_and_keeps_sessions(backends: Bac
     item = fresh.next(10)
     assert isinstance(item, Batch) and item.changes[0].value == b'{"v":2}'
     fresh.close()
+
+
+CLOSE_BOUND = 5.0
+"""Seconds any close may take while the server is down: generous; it used to take 5 to 10 s each."""
+
+
+def timed(close: Callable[[], None]) -> float:
+    started = time.monotonic()
+    close()
+    return time.monotonic() - started
+
+
+def test_closing_everything_is_prompt_while_the_server_is_stopped(own_cluster: ZooKeeperCluster, root: str) -> None:
+    before = set(threading.enumerate())
+    registry = discovery.connect(f"{own_cluster.url('zookeeper', root)}?session_timeout=4&connect_timeout=10")
+    backend = registry.backend
+    assert isinstance(backend, ZooKeeperBackend)
+    lease = registry.register("shop/api", "host-1", ttl=4)
+    registry.register("shop/api", "host-2", ttl=4)
+    watch = registry.watch("shop")
+    member = own_cluster.members[0]
+    member.stop()
+    try:
+        wait_until(lambda: not backend._client.connected, 30, message="the client saw the server go")
+        # The watch's thread is now trying to reopen its stream on a dead server.
+        durations = {"registration": timed(lease.close), "watch": timed(watch.close), "registry": timed(registry.close)}
+        assert all(seconds < CLOSE_BOUND for seconds in durations.values()), durations
+        assert lease.closed and not lease.alive
+        wait_until(
+            lambda: set(threading.enumerate()) <= before,
+            CLOSE_BOUND,
+            message="every thread of the registry ended",
+        )
+    finally:
+        member.restart()
+
+
+def test_a_close_deferred_by_an_outage_deletes_on_reconnection(
+    own_cluster: ZooKeeperCluster, own_backends: BackendFactory
+) -> None:
+    backend, observer = own_backends(session_timeout=20.0), own_backends()
+    session = backend.open_session(20)
+    backend.put("shop/api/host-1", b"{}", session)
+    backend.put("shop/api/host-2", b"{}", session)
+    kept = backend.open_session(20)
+    backend.put("shop/api/host-3", b"{}", kept)
+    before = backend.session_id
+    member = own_cluster.members[0]
+    member.kill()
+    wait_until(lambda: not backend._client.connected, 30, message="the client saw the server go")
+    assert timed(lambda: backend.delete("shop/api/host-1", session)) < CLOSE_BOUND
+    assert timed(session.close) < CLOSE_BOUND
+    assert session.keys == frozenset() and not session.alive
+    # Registered again before the reconnection: that key's delete is off.
+    member.restart()
+    wait_until(lambda: backend._client.connected, 30, message="reconnected")
+    backend.put("shop/api/host-2", b'{"v":2}', kept)
+    assert backend.session_id == before and kept.alive
+    wait_until(
+        lambda: sorted(record.key for record in observer.list("").records) == ["shop/api/host-2", "shop/api/host-3"],
+        30,
+        message="the deferred delete ran once the server was back",
+    )

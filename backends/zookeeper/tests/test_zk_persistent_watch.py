@@ -178,3 +178,34 @@ def test_close_tells_subscribers(watched: tuple[KazooClient, PersistentWatches],
     watches.close()
     assert recorder.reasons == ["closed"]
     assert watches.paths == ()
+
+
+class Failing(Recorder):
+    """A subscriber with a bug: it raises on every call."""
+
+    def notify(self, notification: Notification) -> None:
+        super().notify(notification)
+        raise RuntimeError("subscriber bug")
+
+    def lost(self, reason: str) -> None:
+        super().lost(reason)
+        raise RuntimeError("subscriber bug")
+
+
+def test_a_subscriber_that_raises_ends_neither_the_connection_nor_the_others(
+    watched: tuple[KazooClient, PersistentWatches], root: str
+) -> None:
+    # The notifications are dispatched on kazoo's connection thread: an exception
+    # escaping there ended that thread and left the client dead for good.
+    client, watches = watched
+    client.ensure_path(root)
+    failing, recorder = Failing(), Recorder()
+    watches.add(root, failing, timeout=10)
+    watches.add(root, recorder, timeout=10)
+    client.create(f"{root}/a", b"1")
+    client.create(f"{root}/b", b"2")
+    assert recorder.wait_for(2) == [(CREATED, f"{root}/a"), (CREATED, f"{root}/b")]
+    assert failing.seen() == recorder.seen()
+    assert client.connected and client.exists(f"{root}/a") is not None
+    watches.close()
+    assert failing.reasons == ["closed"] and recorder.reasons == ["closed"]
