@@ -201,3 +201,17 @@ def test_any_name_and_meta_either_registers_or_raises_a_typed_error(
         assert [i.id for i in stored] == [instance_id]
         json.dumps(dict(stored[0].meta), ensure_ascii=False).encode("utf-8")
         lease.close()
+
+
+def test_a_repeating_failure_is_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    from discovery._background import RateLimitedLog
+
+    log = RateLimitedLog(logging.getLogger("discovery.test"), interval=60)
+    with caplog.at_level(logging.INFO, "discovery.test"):
+        for _ in range(100):
+            log.warn("svc/a", "cannot re-register %s", "svc/a")
+        log.warn("svc/b", "cannot re-register %s", "svc/b")
+        log.clear("svc/a")
+        log.warn("svc/a", "cannot re-register %s", "svc/a")
+    expected = ["cannot re-register svc/a", "cannot re-register svc/b", "cannot re-register svc/a"]
+    assert [r.getMessage() for r in caplog.records] == expected
