@@ -474,7 +474,10 @@ class Watch:
         )
 
     def _convert(self, batch: Batch) -> tuple[list[Event], dict[str, _Known | None]] | None:
-        """Turn a raw batch into events without touching the model; return the model's updates.
+        """Turn a raw batch into events without touching the instance model; return the model's updates.
+
+        Definition changes, which are not events, are applied at once: a
+        resync that may follow (overflow, a lost change) lists them again anyway.
 
         Returns None when the batch proves the stream lost a change.
         """

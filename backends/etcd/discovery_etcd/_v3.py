@@ -436,7 +436,7 @@ class EtcdBackend(Backend):
                 return
             self._orphans.setdefault(lease_id, None)
             if self._reaper is None:
-                self._reaper = start_thread("etcd-lease-reaper", self._reap)
+                self._reaper = start_thread("etcd-lease-reaper", self._reap, self._reaper_died)
 
     def _is_orphan(self, lease_id: int) -> bool:
         with self._orphan_lock:
@@ -445,6 +445,11 @@ class EtcdBackend(Backend):
     def _forget_orphan(self, lease_id: int) -> None:
         with self._orphan_lock:
             self._orphans.pop(lease_id, None)
+
+    def _reaper_died(self, _exc: BaseException) -> None:
+        # The next orphan starts a new reaper; the leases left still expire by their TTL.
+        with self._orphan_lock:
+            self._reaper = None
 
     def _reap(self) -> None:
         """Revoke the orphaned leases once the server answers, each after its keys were taken over or a grace period.
