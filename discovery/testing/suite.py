@@ -461,6 +461,9 @@ class RegistrySuite(RegistryFixtures):
         """Keep-alive traffic (etcd v2 refreshes move modifiedIndex) is not a change."""
         for i in range(20):
             registry.register("alive", f"i{i}", ttl=self.ttl)
+        # On an ensemble the other client may read from a member that has not
+        # applied every create yet; it would rightly see them as events.
+        wait_until(lambda: len(other.instances("alive")) == 20, self.timeout, message="all 20 visible to the other")
         with other.watch("alive") as watch:
             deadline = time.monotonic() + 3 * self.ttl
             while time.monotonic() < deadline:
