@@ -21,7 +21,7 @@ import logging
 import queue
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,6 +30,7 @@ import requests
 from discovery._background import start_thread
 from discovery.backend import Batch, ChangeStream, Gap, Option, Target
 from discovery.errors import BackendError, BackendUnavailable, DiscoveryError, InvalidOption, RegistryClosed
+from discovery.translation import ErrorTranslation
 
 __all__ = [
     "KeySpace",
@@ -214,7 +215,7 @@ class QueuedStream(ChangeStream):
     Args:
         backend: the backend's name, for errors.
         thread_name: the reader thread's name.
-        translate: turns a client exception into a discovery error.
+        errors: how the backend turns a client exception into a discovery error.
         capacity: how many items may wait in the queue before the reader blocks.
     """
 
@@ -224,11 +225,11 @@ class QueuedStream(ChangeStream):
         self,
         backend: str,
         thread_name: str,
-        translate: Callable[[BaseException, str, str], DiscoveryError],
+        errors: ErrorTranslation,
         capacity: int = 1024,
     ) -> None:
         self._backend = backend
-        self._translate = translate
+        self._errors = errors
         self._items: queue.Queue[Batch | Gap | DiscoveryError] = queue.Queue(maxsize=capacity)
         self._closed = threading.Event()
         self._final: Gap | DiscoveryError | None = None
@@ -256,7 +257,7 @@ class QueuedStream(ChangeStream):
             self._run()
         except Exception as exc:
             if not self._closed.is_set():
-                self._emit(self._translate(exc, self._backend, "watch stream"))
+                self._emit(self._errors.translate(exc, "watch stream"))
             return
         if not self._ended and not self._closed.is_set():
             self._emit(BackendUnavailable(self._backend, "watch stream ended without a reason"))

@@ -7,8 +7,8 @@ walks the raised exception's MRO and takes the first class listed. The JSON
 gateway of etcd v3 reports errors as gRPC status codes with an etcd message,
 turned into :class:`GatewayError` by the v3 client and translated by message
 first (``requested lease not found`` means the session expired), then by
-code. The boundary functions :func:`translate_v3` and :func:`translate_v2`
-build the error with ``.orig`` set; callers ``raise ... from exc``.
+code. :data:`V3_ERRORS` and :data:`V2_ERRORS` apply the tables through the
+core's :class:`~discovery.translation.ErrorTranslation`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from discovery.errors import (
     SessionExpired,
     Unsupported,
 )
+from discovery.translation import ErrorTranslation
 
 __all__ = [
     "ETCD_ERRORS",
@@ -40,10 +41,10 @@ __all__ = [
     "REQUESTS_ERRORS",
     "URLLIB3_ERRORS",
     "V2_DISABLED",
+    "V2_ERRORS",
     "V2_TABLE",
+    "V3_ERRORS",
     "V3_TABLE",
-    "translate_v2",
-    "translate_v3",
     "v2_disabled",
 ]
 
@@ -201,14 +202,6 @@ V2_TABLE: Mapping[type[BaseException], type[BackendError]] = {
 """What the v2 backend (python-etcd, and requests for the watch) can meet."""
 
 
-def _lookup(exc: BaseException, table: Mapping[type[BaseException], type[BackendError]]) -> type[BackendError]:
-    for cls in type(exc).__mro__:
-        found = table.get(cls)
-        if found is not None:
-            return found
-    return BackendError
-
-
 def _gateway_kind(exc: GatewayError) -> type[BackendError]:
     for fragment, kind in GATEWAY_MESSAGES.items():
         if fragment in exc.message:
@@ -216,15 +209,11 @@ def _gateway_kind(exc: GatewayError) -> type[BackendError]:
     return GATEWAY_CODES.get(exc.code, BackendError)
 
 
-def translate_v3(exc: BaseException, backend: str, action: str) -> DiscoveryError:
-    """The discovery error for an exception met by the v3 backend while doing ``action``.
-
-    A :class:`~discovery.errors.DiscoveryError` is returned as is.
-    """
-    if isinstance(exc, DiscoveryError):
-        return exc
-    kind = _gateway_kind(exc) if isinstance(exc, GatewayError) else _lookup(exc, V3_TABLE)
-    return kind(backend, f"{action}: {exc}", exc)
+def _refine_v3(exc: BaseException, action: str) -> DiscoveryError | None:
+    """A gateway error, translated by etcd's message first, then by its gRPC code."""
+    if isinstance(exc, GatewayError):
+        return _gateway_kind(exc)("etcd", f"{action}: {exc}", exc)
+    return None
 
 
 def v2_disabled(exc: BaseException) -> bool:
@@ -240,19 +229,13 @@ def v2_disabled(exc: BaseException) -> bool:
     return payload.get("status") == 404 or "404 page not found" in str(payload.get("cause", ""))
 
 
-def translate_v2(exc: BaseException, backend: str, action: str) -> DiscoveryError:
-    """The discovery error for an exception met by the v2 backend while doing ``action``.
-
-    A :class:`~discovery.errors.DiscoveryError` is returned as is; a server
-    without the v2 API gives :class:`~discovery.errors.Unsupported`.
-    """
-    if isinstance(exc, DiscoveryError):
-        return exc
+def _refine_v2(exc: BaseException, action: str) -> DiscoveryError | None:
+    """A server without the v2 API, or a refused TLS handshake behind a connection failure."""
     if v2_disabled(exc):
-        return Unsupported(f"the v2 API ({V2_DISABLED})", backend)
+        return Unsupported(f"the v2 API ({V2_DISABLED})", "etcd2")
     if isinstance(exc, etcd.EtcdConnectionFailed) and _tls_refused(exc):
-        return AuthenticationFailed(backend, f"{action}: {exc}", exc)
-    return _lookup(exc, V2_TABLE)(backend, f"{action}: {exc}", exc)
+        return AuthenticationFailed("etcd2", f"{action}: {exc}", exc)
+    return None
 
 
 def _tls_refused(exc: BaseException) -> bool:
@@ -275,3 +258,10 @@ def _tls_refused(exc: BaseException) -> bool:
         pending += [getattr(current, "cause", None), getattr(current, "reason", None)]
         pending += [current.__cause__, current.__context__]
     return False
+
+
+V3_ERRORS = ErrorTranslation("etcd", V3_TABLE, refine=_refine_v3, unlisted=BackendError)
+"""The v3 backend's boundary: gateway errors by message and code, anything unexpected a plain BackendError."""
+
+V2_ERRORS = ErrorTranslation("etcd2", V2_TABLE, refine=_refine_v2, unlisted=BackendError)
+"""The v2 backend's boundary: a server without v2 is Unsupported, anything unexpected a plain BackendError."""

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -59,7 +59,6 @@ from discovery.backend import (
 from discovery.capabilities import Capability
 from discovery.errors import (
     BackendError,
-    DiscoveryError,
     InvalidValue,
     NameConflict,
     RegistryClosed,
@@ -67,7 +66,7 @@ from discovery.errors import (
     Unsupported,
 )
 from discovery_etcd._common import OPTIONS, KeySpace, QueuedStream, Settings, abort_response, fetch_version, make_http
-from discovery_etcd._errors import V2_DISABLED, translate_v2, v2_disabled
+from discovery_etcd._errors import V2_DISABLED, V2_ERRORS, v2_disabled
 from discovery_etcd._v2_session import REFRESH_WORKERS, TtlSession
 
 __all__ = ["Etcd2Backend", "TtlSession", "V2KeySpace", "ValueIndexes"]
@@ -224,7 +223,7 @@ class V2WatchStream(QueuedStream):
     """
 
     def __init__(self, backend: Etcd2Backend, directory: str, prefix: str, wait_index: int) -> None:
-        super().__init__(backend.name, f"etcd2-watch-{directory}", translate_v2)
+        super().__init__(backend.name, f"etcd2-watch-{directory}", V2_ERRORS)
         self._owner = backend
         self._directory = directory
         self._prefix = prefix
@@ -449,16 +448,6 @@ class Etcd2Backend(Backend):
         assert last is not None
         raise last
 
-    @contextlib.contextmanager
-    def boundary(self, action: str) -> Iterator[None]:
-        """Translate client exceptions raised inside the block into discovery errors (``raise ... from``)."""
-        try:
-            yield
-        except DiscoveryError:
-            raise
-        except Exception as exc:
-            raise translate_v2(exc, self.name, action) from exc
-
     def _check_open(self) -> None:
         if self._closed:
             raise RegistryClosed(f"{self.name} backend is closed")
@@ -497,7 +486,7 @@ class Etcd2Backend(Backend):
         self._check_open()
         directory = self.keys.directory(prefix)
         path = self.keys.url_path(directory)
-        with self.boundary("list"):
+        with V2_ERRORS.boundary("list"):
             try:
                 result = self.call(lambda client: client.read(path, recursive=True, quorum=True))
             except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir) as exc:
@@ -540,7 +529,7 @@ class Etcd2Backend(Backend):
         self._check_open()
         directory = self.keys.directory(prefix)
         if after_revision is None:
-            with self.boundary("open watch"):
+            with V2_ERRORS.boundary("open watch"):
                 after_revision = self.current_index(directory)
         stream = V2WatchStream(self, directory, prefix, after_revision + 1)
         self._streams.add(stream)
@@ -579,7 +568,7 @@ class Etcd2Backend(Backend):
         self._check_open()
         full = self.keys.full(key)
         path = self.keys.url_path(full)
-        with self.boundary("put"):
+        with V2_ERRORS.boundary("put"):
             if session is None:
                 # Sent as bytes: etcd stores them as they are; v2 answers in
                 # JSON, so bytes that are not UTF-8 read back replaced (U+FFFD).
@@ -743,7 +732,7 @@ class Etcd2Backend(Backend):
         self._check_open()
         full = self.keys.full(key)
         path = self.keys.url_path(full)
-        with self.boundary("delete"):
+        with V2_ERRORS.boundary("delete"):
             if session is None:
                 try:
                     result = self.call(lambda client: client.delete(path))

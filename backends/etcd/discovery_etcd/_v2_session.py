@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import etcd
 
 from discovery.backend import Session
-from discovery_etcd._errors import translate_v2
+from discovery_etcd._errors import V2_ERRORS
 
 if TYPE_CHECKING:
     from discovery_etcd._v2 import Etcd2Backend
@@ -286,4 +286,4 @@ class TtlSession(Session):
         error = self._delete_all(self._end())
         self._set_alive(False)
         if error is not None:
-            raise translate_v2(error, self._backend.name, "close session") from error
+            raise V2_ERRORS.translate(error, "close session") from error

@@ -21,14 +21,13 @@ etcd v3 does not tell an expiry from a delete, so ``Change.expired`` is None.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import requests
@@ -53,12 +52,11 @@ from discovery.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
-    DiscoveryError,
     NameConflict,
     RegistryClosed,
 )
 from discovery_etcd._common import OPTIONS, KeySpace, QueuedStream, Settings, abort_response
-from discovery_etcd._errors import GatewayError, translate_v3
+from discovery_etcd._errors import V3_ERRORS, GatewayError
 from discovery_etcd._v3client import V3Client, b64, prefix_end, unb64
 
 __all__ = ["EtcdBackend", "LeaseSession"]
@@ -127,7 +125,7 @@ class LeaseSession(Session):
         self._backend = backend
         self._client = backend.client
         requested = max(1, math.ceil(ttl))
-        with backend.boundary("grant lease"):
+        with V3_ERRORS.boundary("grant lease"):
             granted = self._client.lease_grant(requested)
         self.lease_id = int(granted["ID"])
         self.granted_ttl = int(granted.get("TTL", requested)) or requested
@@ -226,7 +224,7 @@ class LeaseSession(Session):
         self._closed = True
         self.stop()
         try:
-            with self._backend.boundary("revoke lease"):
+            with V3_ERRORS.boundary("revoke lease"):
                 try:
                     self._client.lease_revoke(self.lease_id, timeout=self._backend.close_timeout)
                 except GatewayError as exc:
@@ -249,7 +247,7 @@ class WatchStream(QueuedStream):
     """
 
     def __init__(self, backend: EtcdBackend, start: bytes, after_revision: int | None) -> None:
-        super().__init__(backend.name, f"etcd-watch-{_key_text(start)}", translate_v3)
+        super().__init__(backend.name, f"etcd-watch-{_key_text(start)}", V3_ERRORS)
         self._keys = backend.keys
         create: dict[str, Any] = {"key": b64(start), "range_end": b64(prefix_end(start))}
         if after_revision is not None:
@@ -259,7 +257,7 @@ class WatchStream(QueuedStream):
         self._heard = time.monotonic()
         timeout = backend.settings.timeout
         self._timeout = timeout
-        with backend.boundary("open watch"):
+        with V3_ERRORS.boundary("open watch"):
             self._http, self._response = backend.client.open_stream("/v3/watch", {"create_request": create})
         self._start()
         if not self._created.wait(timeout):
@@ -315,7 +313,7 @@ class WatchStream(QueuedStream):
             self._emit(BackendUnavailable(self._backend, "etcd ended the watch stream"))
         except Exception as exc:
             if not self._closed.is_set():
-                self._emit(translate_v3(exc, self._backend, "watch stream"))
+                self._emit(V3_ERRORS.translate(exc, "watch stream"))
         finally:
             self._created.set()
 
@@ -410,16 +408,6 @@ class EtcdBackend(Backend):
         """
         return min(self.settings.timeout, 1.0)
 
-    @contextlib.contextmanager
-    def boundary(self, action: str) -> Iterator[None]:
-        """Translate client exceptions raised inside the block into discovery errors (``raise ... from``)."""
-        try:
-            yield
-        except DiscoveryError:
-            raise
-        except Exception as exc:
-            raise translate_v3(exc, self.name, action) from exc
-
     def _check_open(self) -> None:
         if self._closed:
             raise RegistryClosed(f"{self.name} backend is closed")
@@ -501,7 +489,7 @@ class EtcdBackend(Backend):
         """
         self._check_open()
         start = _key_bytes(self.keys.full(prefix))
-        with self.boundary("list"):
+        with V3_ERRORS.boundary("list"):
             answer = self.client.range(start, prefix_end(start))
         records = []
         for kv in answer.get("kvs", ()):
@@ -581,7 +569,7 @@ class EtcdBackend(Backend):
             },
         ]
         reads += [{"request_range": {"key": b64(_key_bytes(self.keys.full(a))), "keys_only": True}} for a in ancestors]
-        with self.boundary("put"):
+        with V3_ERRORS.boundary("put"):
             answer = self.client.txn([], reads, [])
         found: _Found = []
         for response in answer.get("responses") or ():
@@ -627,7 +615,7 @@ class EtcdBackend(Backend):
         if session is None:
             put: dict[str, Any] = {"request_put": {"key": full, "value": b64(value)}}
             for _ in range(_PUT_ATTEMPTS):
-                with self.boundary("put"):
+                with V3_ERRORS.boundary("put"):
                     answer = self.client.txn(guards, [put], [])
                 if answer.get("succeeded"):
                     return _revision(answer)
@@ -646,7 +634,7 @@ class EtcdBackend(Backend):
                 state = {"key": full, "target": "MOD", "result": "EQUAL", "mod_revision": str(expected.revision)}
             # Rewriting the value the key already holds would be a spurious update event.
             unchanged = expected is not None and expected.digest == digest
-            with self.boundary("put"):
+            with V3_ERRORS.boundary("put"):
                 answer = self.client.txn([*guards, state], [] if unchanged else [put], [])
             if answer.get("succeeded"):
                 revision = expected.revision if unchanged and expected is not None else _revision(answer)
@@ -693,7 +681,7 @@ class EtcdBackend(Backend):
         self._check_open()
         raw = _key_bytes(self.keys.full(key))
         full = b64(raw)
-        with self.boundary("delete"):
+        with V3_ERRORS.boundary("delete"):
             if session is None:
                 return int(self.client.delete_range(raw).get("deleted", 0)) > 0
             lease = self._lease_session(session)

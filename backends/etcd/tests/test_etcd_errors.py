@@ -34,11 +34,11 @@ from discovery_etcd._errors import (
     REQUESTS_ERRORS,
     URLLIB3_ERRORS,
     V2_DISABLED,
+    V2_ERRORS,
     V2_TABLE,
+    V3_ERRORS,
     V3_TABLE,
     GatewayError,
-    translate_v2,
-    translate_v3,
 )
 from discovery_etcd._v2 import V2KeySpace, ValueIndexes
 from discovery_etcd._v3client import prefix_end
@@ -90,7 +90,7 @@ def test_every_grpc_status_code_is_mapped() -> None:
     ],
 )
 def test_translate_v3(exc: BaseException, expected: type[BackendError]) -> None:
-    error = translate_v3(exc, "etcd", "put")
+    error = V3_ERRORS.translate(exc, "put")
     assert type(error) is expected
     assert isinstance(error, BackendError)
     assert error.orig is exc
@@ -120,7 +120,7 @@ def test_translate_v3(exc: BaseException, expected: type[BackendError]) -> None:
     ],
 )
 def test_translate_v2(exc: BaseException, expected: type[BackendError]) -> None:
-    error = translate_v2(exc, "etcd2", "list")
+    error = V2_ERRORS.translate(exc, "list")
     assert type(error) is expected
     assert isinstance(error, BackendError)
     assert error.orig is exc
@@ -130,7 +130,7 @@ def test_a_server_without_v2_is_unsupported() -> None:
     answer = etcd.EtcdException(
         "Bad response : 404 page not found", {"message": "Bad response", "cause": "404 page not found\n"}
     )
-    error = translate_v2(answer, "etcd2", "list")
+    error = V2_ERRORS.translate(answer, "list")
     assert isinstance(error, Unsupported)
     assert V2_DISABLED in str(error)
 

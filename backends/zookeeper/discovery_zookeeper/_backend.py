@@ -62,7 +62,7 @@ from discovery.errors import (
     SessionExpired,
     Unsupported,
 )
-from discovery_zookeeper._errors import BACKEND, boundary, translate
+from discovery_zookeeper._errors import BACKEND, ERRORS
 from discovery_zookeeper._multi_read import ReadFailed, read_many
 from discovery_zookeeper._paths import REFUSED_CHARACTERS, Namespace, join, parent
 from discovery_zookeeper._persistent_watch import PersistentWatches
@@ -241,7 +241,7 @@ class ZooKeeperBackend(Backend):
             ) from exc
         try:
             if self._namespace.root != "/":
-                with boundary(f"create root {self._namespace.root}"):
+                with ERRORS.boundary(f"create root {self._namespace.root}"):
                     self._wait(self._client.ensure_path_async(self._namespace.root))
         except BaseException:
             self._release()
@@ -280,7 +280,7 @@ class ZooKeeperBackend(Backend):
         records: list[Record] = []
         revision = self._floor
         self._await_connection()
-        with boundary(f"list {prefix!r}"):
+        with ERRORS.boundary(f"list {prefix!r}"):
             frontier = [base]
             first = True
             while frontier:
@@ -343,7 +343,7 @@ class ZooKeeperBackend(Backend):
         base = self._namespace.base(prefix)
         stream = ZooKeeperChangeStream(self._client, self._namespace, base, self._request_timeout, self._is_dead)
         try:
-            with boundary(f"watch {prefix!r}"):
+            with ERRORS.boundary(f"watch {prefix!r}"):
                 subscription = self._watches.add(base, stream, timeout=self._request_timeout)
         except BackendError as exc:
             if isinstance(exc.orig, UnimplementedError):
@@ -407,13 +407,13 @@ class ZooKeeperBackend(Backend):
         path = self._namespace.path(key)
         self._await_connection()
         if session is None:
-            with boundary(f"put {key}"):
+            with ERRORS.boundary(f"put {key}"):
                 return self._put_persistent(key, path, value)
         owned = self._own(session)
         with self._flush_lock, self._deferred_lock:
             # A key put again before its deferred delete ran is ours again: the delete is off.
             self._deferred.pop(key, None)
-        with boundary(f"put {key}"):
+        with ERRORS.boundary(f"put {key}"):
             revision = self._put_ephemeral(key, path, value, owned)
         owned._track(key, True)
         return revision
@@ -444,7 +444,7 @@ class ZooKeeperBackend(Backend):
         path = self._namespace.path(key)
         if session is None:
             self._await_connection()
-            with boundary(f"delete {key}"):
+            with ERRORS.boundary(f"delete {key}"):
                 return self._delete_key(path)
         self._check_usable()
         if not isinstance(session, ZooKeeperSession) or session._backend is not self or not session.alive:
@@ -452,7 +452,7 @@ class ZooKeeperBackend(Backend):
         if not self._client.connected:
             return self._defer_delete(key, session)
         try:
-            with boundary(f"delete {key}"):
+            with ERRORS.boundary(f"delete {key}"):
                 deleted = self._delete_owned(path, session.session_id)
         except _CONNECTION_ERRORS as exc:
             _log.info("zookeeper: delete of %s failed (%s); deferred to the reconnection", key, exc)
@@ -529,7 +529,7 @@ class ZooKeeperBackend(Backend):
             raise BackendUnavailable(BACKEND, "not connected: no session to expire")
         other = KazooClient(**{**self._client_options, "client_id": client_id})
         try:
-            with boundary("expire session"):
+            with ERRORS.boundary("expire session"):
                 other.start(timeout=self._connect_timeout)
                 other.stop()
         finally:
@@ -677,7 +677,7 @@ class ZooKeeperBackend(Backend):
                     key, session_id = next(iter(self._deferred.items()))
                 if self.session_id in (None, session_id):
                     try:
-                        with boundary(f"deferred delete {key}"):
+                        with ERRORS.boundary(f"deferred delete {key}"):
                             self._delete_owned(self._namespace.path(key), session_id)
                     except _CONNECTION_ERRORS as exc:
                         _log.info("zookeeper: deferred delete of %s failed (%s); retried on reconnection", key, exc)
@@ -811,7 +811,7 @@ class ZooKeeperBackend(Backend):
         """
         self._refuse_below_keys(key, path)
         if attempts >= _EPHEMERAL_PARENT_RETRIES:
-            raise translate(exc, f"put {key}") from exc
+            raise ERRORS.translate(exc, f"put {key}") from exc
         return attempts + 1
 
     def _vacate(self, key: str, path: str, version: int) -> None:

@@ -49,7 +49,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError
 
 from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap
 from discovery.errors import BackendTimeout, BackendUnavailable, SessionExpired
-from discovery_zookeeper._errors import BACKEND, boundary
+from discovery_zookeeper._errors import BACKEND, ERRORS
 from discovery_zookeeper._paths import Namespace, parent
 from discovery_zookeeper._persistent_watch import Notification, NotificationKind
 
@@ -317,7 +317,7 @@ class ZooKeeperChangeStream(ChangeStream):
     def _read(self, notes: list[Notification]) -> list[Observed]:
         """Read what each notification reports, pipelined; the observations come in notification order."""
         pending: list[tuple[Notification, str, Any]] = []
-        with boundary(f"read below {self._below!r}"):
+        with ERRORS.boundary(f"read below {self._below!r}"):
             for note in notes:
                 key = self._namespace.key(note.path)
                 if key is None or not note.path.startswith(self._below):

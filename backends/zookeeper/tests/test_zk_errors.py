@@ -17,7 +17,7 @@ from discovery.errors import (
     DiscoveryError,
     SessionExpired,
 )
-from discovery_zookeeper._errors import TRANSLATIONS, boundary, lookup
+from discovery_zookeeper._errors import ERRORS, TRANSLATIONS
 
 
 def _kazoo_exception_classes() -> list[type[BaseException]]:
@@ -40,7 +40,7 @@ def test_kazoo_defines_the_classes_the_check_walks() -> None:
 
 @pytest.mark.parametrize("kind", [*_kazoo_exception_classes(), KazooTimeoutError], ids=lambda kind: kind.__name__)
 def test_every_kazoo_exception_has_a_row(kind: type[BaseException]) -> None:
-    target = lookup(kind)
+    target = ERRORS.lookup(kind)
     assert target is not None, f"no translation for {kind.__module__}.{kind.__name__}"
     assert issubclass(target, DiscoveryError)
 
@@ -70,12 +70,12 @@ def test_every_direct_kazoo_exception_subclass_has_its_own_row() -> None:
     ],
 )
 def test_rows(kind: type[BaseException], expected: type[BackendError]) -> None:
-    assert lookup(kind) is expected
+    assert ERRORS.lookup(kind) is expected
 
 
 def test_boundary_chains_and_keeps_the_original() -> None:
     original = kz.ConnectionLoss("gone")
-    with pytest.raises(BackendUnavailable) as caught, boundary("put a/b"):
+    with pytest.raises(BackendUnavailable) as caught, ERRORS.boundary("put a/b"):
         raise original
     assert caught.value.orig is original
     assert caught.value.__cause__ is original
@@ -84,7 +84,7 @@ def test_boundary_chains_and_keeps_the_original() -> None:
 
 
 def test_boundary_leaves_other_exceptions_alone() -> None:
-    with pytest.raises(KeyError), boundary("anything"):
+    with pytest.raises(KeyError), ERRORS.boundary("anything"):
         raise KeyError("not a client error")
 
 
