@@ -21,9 +21,9 @@ import logging
 import queue
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import requests
 
@@ -33,6 +33,7 @@ from discovery.errors import BackendError, BackendUnavailable, DiscoveryError, I
 from discovery.translation import ErrorTranslation
 
 __all__ = [
+    "Endpoints",
     "KeySpace",
     "OPTIONS",
     "QueuedStream",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 OPTIONS: Mapping[str, Option] = {
     "timeout": Option(float, 5.0, "seconds to wait for an answer from etcd"),
@@ -127,6 +129,74 @@ class Settings:
         if not self.cert:
             return None
         return (self.cert, self.key) if self.key else self.cert
+
+
+class Endpoints:
+    """The etcd endpoints of a backend, tried in the URL's order from the one that answered last.
+
+    Both etcd backends fail over the same way: a request goes to the
+    preferred endpoint first; an endpoint that cannot be reached is skipped
+    for the next; one that answers, even with an error, becomes preferred.
+
+    Args:
+        urls: the base URLs, in the URL's order.
+    """
+
+    def __init__(self, urls: tuple[str, ...]) -> None:
+        self.urls = urls
+        self._preferred = 0
+        self._lock = threading.Lock()
+
+    @property
+    def preferred(self) -> str:
+        """The endpoint that answered last (tried first next time)."""
+        with self._lock:
+            return self.urls[self._preferred]
+
+    def order(self) -> list[str]:
+        """Every endpoint, from the preferred one on."""
+        with self._lock:
+            first = self._preferred
+        count = len(self.urls)
+        return [self.urls[(first + step) % count] for step in range(count)]
+
+    def prefer(self, url: str) -> None:
+        """Try ``url`` first from now on."""
+        with self._lock:
+            self._preferred = self.urls.index(url)
+
+    def skip(self, url: str) -> None:
+        """Try the endpoint after ``url`` first from now on (``url`` answered too late to count)."""
+        with self._lock:
+            self._preferred = (self.urls.index(url) + 1) % len(self.urls)
+
+    def first_answer(self, attempt: Callable[[str], _T], unreachable: Callable[[BaseException], bool]) -> _T:
+        """Run ``attempt(url)`` on each endpoint in order until one answers, and prefer that one.
+
+        Args:
+            attempt: one try against one endpoint.
+            unreachable: whether an exception means the endpoint could not be
+                reached (the next is tried); any other exception is the
+                endpoint's answer, raised as it is.
+
+        Raises:
+            BaseException: the answer's exception, or the last endpoint's when none could be reached.
+        """
+        last: BaseException | None = None
+        for url in self.order():
+            try:
+                result = attempt(url)
+            except Exception as exc:
+                if unreachable(exc):
+                    _log.debug("etcd endpoint %s unreachable: %s", url, exc)
+                    last = exc
+                    continue
+                self.prefer(url)
+                raise
+            self.prefer(url)
+            return result
+        assert last is not None
+        raise last
 
 
 def make_http(settings: Settings) -> requests.Session:

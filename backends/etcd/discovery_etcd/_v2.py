@@ -65,7 +65,16 @@ from discovery.errors import (
     SessionExpired,
     Unsupported,
 )
-from discovery_etcd._common import OPTIONS, KeySpace, QueuedStream, Settings, abort_response, fetch_version, make_http
+from discovery_etcd._common import (
+    OPTIONS,
+    Endpoints,
+    KeySpace,
+    QueuedStream,
+    Settings,
+    abort_response,
+    fetch_version,
+    make_http,
+)
 from discovery_etcd._errors import V2_DISABLED, V2_ERRORS, v2_disabled
 from discovery_etcd._v2_session import REFRESH_WORKERS, TtlSession
 
@@ -125,6 +134,16 @@ class V2KeySpace(KeySpace):
     def url_path(full: str) -> str:
         """A full v2 key as it goes in the URL (python-etcd does not quote keys)."""
         return quote(full, safe="/~")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether python-etcd could not reach the endpoint (a watch that timed out did reach it)."""
+    return isinstance(exc, etcd.EtcdConnectionFailed) and not isinstance(exc, etcd.EtcdWatchTimedOut)
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """Whether a request got no answer from the endpoint (not reached, or no headers in time)."""
+    return isinstance(exc, requests.ConnectionError | requests.Timeout)
 
 
 def _registrant(value: str | None) -> str | None:
@@ -250,43 +269,36 @@ class V2WatchStream(QueuedStream):
         index, and the next poll starts after it; an idle watcher thereby
         keeps up with the history window instead of falling out of it.
         """
-        settings = self._owner.settings
-        last: BaseException | None = None
-        for endpoint in self._owner.endpoint_order():
-            if self._closed.is_set():
-                return None
-            try:
-                response = self._http.get(
-                    f"{endpoint}{_KEYS_ENDPOINT}{self._owner.keys.url_path(self._directory)}",
-                    params={"wait": "true", "recursive": "true", "waitIndex": str(self._index)},
-                    stream=True,
-                    timeout=(settings.timeout, _POLL_SECONDS),
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                # etcd sends a long poll's headers at once: no headers in
-                # time means the member is gone or stopped, so try the next.
-                last = exc
-                continue
-            self._response = response
-            if self._closed.is_set():
-                abort_response(response)
-            self._owner.prefer(endpoint)
-            if response.status_code == 200:
-                self._confirmed = True
-            started_at = int(response.headers.get("X-Etcd-Index", 0))
-            try:
-                body = response.content
-            except requests.ConnectionError as exc:
-                if not (exc.args and isinstance(exc.args[0], ReadTimeoutError)):
-                    raise
-                response.close()
-                body = b""
-            if response.status_code == 200 and not body.strip():
-                self._index = max(self._index, started_at + 1)
-                return None
-            return response
-        assert last is not None
-        raise last
+        if self._closed.is_set():
+            return None
+        # etcd sends a long poll's headers at once: no headers in time means
+        # the member is gone or stopped, so the next is tried.
+        response = self._owner.endpoints.first_answer(self._start_poll, _no_answer)
+        self._response = response
+        if self._closed.is_set():
+            abort_response(response)
+        if response.status_code == 200:
+            self._confirmed = True
+        started_at = int(response.headers.get("X-Etcd-Index", 0))
+        try:
+            body = response.content
+        except requests.ConnectionError as exc:
+            if not (exc.args and isinstance(exc.args[0], ReadTimeoutError)):
+                raise
+            response.close()
+            body = b""
+        if response.status_code == 200 and not body.strip():
+            self._index = max(self._index, started_at + 1)
+            return None
+        return response
+
+    def _start_poll(self, endpoint: str) -> requests.Response:
+        return self._http.get(
+            f"{endpoint}{_KEYS_ENDPOINT}{self._owner.keys.url_path(self._directory)}",
+            params={"wait": "true", "recursive": "true", "waitIndex": str(self._index)},
+            stream=True,
+            timeout=(self._owner.settings.timeout, _POLL_SECONDS),
+        )
 
     def _run(self) -> None:
         while not self._closed.is_set():
@@ -399,9 +411,8 @@ class Etcd2Backend(Backend):
             )
             # Room for the refresh workers and the caller's own requests at once.
             client.http.connection_pool_kw["maxsize"] = REFRESH_WORKERS + 2
-        self._endpoints = settings.endpoints
-        self._preferred = 0
-        self._lock = threading.Lock()
+        self.endpoints = Endpoints(settings.endpoints)
+        self._clients = dict(zip(settings.endpoints, self.clients, strict=True))
         self._http = make_http(settings)
         self.indexes = ValueIndexes()
         self._sessions: weakref.WeakSet[TtlSession] = weakref.WeakSet()
@@ -412,41 +423,13 @@ class Etcd2Backend(Backend):
         """The length of the URL path python-etcd sends for ``key`` (``/v2/keys``, root, escapes, percent-encoding)."""
         return len(_KEYS_ENDPOINT + self.keys.url_path(self.keys.full(key)))
 
-    def endpoint_order(self) -> list[str]:
-        """The endpoints, from the one that answered last."""
-        with self._lock:
-            first = self._preferred
-        count = len(self._endpoints)
-        return [self._endpoints[(first + step) % count] for step in range(count)]
-
-    def prefer(self, endpoint: str) -> None:
-        """Try ``endpoint`` first from now on."""
-        with self._lock:
-            self._preferred = self._endpoints.index(endpoint)
-
     def call(self, operation: Callable[[etcd.Client], _T]) -> _T:
         """Run ``operation`` on the client of the first endpoint that can be reached.
 
         Raises:
             etcd.EtcdException: etcd answered with an error, or no endpoint could be reached.
         """
-        last: BaseException | None = None
-        for endpoint in self.endpoint_order():
-            client = self.clients[self._endpoints.index(endpoint)]
-            try:
-                result = operation(client)
-            except etcd.EtcdWatchTimedOut:
-                raise
-            except etcd.EtcdConnectionFailed as exc:
-                last = exc
-                continue
-            except BaseException:
-                self.prefer(endpoint)  # it answered, if only with an error
-                raise
-            self.prefer(endpoint)
-            return result
-        assert last is not None
-        raise last
+        return self.endpoints.first_answer(lambda url: operation(self._clients[url]), _unreachable)
 
     def _check_open(self) -> None:
         if self._closed:

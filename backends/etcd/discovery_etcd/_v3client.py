@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from discovery_etcd._common import Settings, fetch_version, make_http, wait_forever
+from discovery_etcd._common import Endpoints, Settings, fetch_version, make_http, wait_forever
 from discovery_etcd._errors import GatewayError
 
 __all__ = ["V3Client", "b64", "gateway_error", "prefix_end", "unb64"]
@@ -78,26 +78,15 @@ class V3Client:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.endpoints = settings.endpoints
+        self.endpoints = Endpoints(settings.endpoints)
         self._http = make_http(settings)
         self._lock = threading.Lock()
-        self._preferred = 0
         self._tokens: dict[str, str] = {}
 
     @property
     def endpoint(self) -> str:
         """The endpoint that answered last (tried first next time)."""
-        return self.endpoints[self._preferred]
-
-    def _order(self) -> list[int]:
-        with self._lock:
-            first = self._preferred
-        count = len(self.endpoints)
-        return [(first + step) % count for step in range(count)]
-
-    def _prefer(self, index: int) -> None:
-        with self._lock:
-            self._preferred = index
+        return self.endpoints.preferred
 
     def _headers(self, endpoint: str, http: requests.Session) -> dict[str, str]:
         if not self.settings.user:
@@ -148,10 +137,9 @@ class V3Client:
             GatewayError: etcd answered with an error.
             requests.RequestException: no endpoint could be reached (the last error).
         """
-        last: BaseException | None = None
-        for index in self._order():
-            endpoint = self.endpoints[index]
-            for attempt in range(2):
+
+        def attempt(endpoint: str) -> dict[str, Any]:
+            for retry in (False, True):
                 try:
                     answer = self._http.post(
                         f"{endpoint}{path}",
@@ -159,30 +147,28 @@ class V3Client:
                         headers=self._headers(endpoint, self._http),
                         timeout=timeout or self.settings.timeout,
                     )
-                    result = self._decode(answer)
+                    return self._decode(answer)
                 except GatewayError as exc:
-                    if exc.code == _UNAUTHENTICATED and attempt == 0 and self.settings.user:
-                        self._forget_token(endpoint)
-                        continue
-                    if exc.code == _UNAVAILABLE and idempotent:
-                        last = exc
-                        break
-                    self._prefer(index)
-                    raise
-                except requests.Timeout as exc:
-                    if isinstance(exc, requests.ConnectTimeout) or idempotent:
-                        last = exc
-                        break
-                    self._prefer((index + 1) % len(self.endpoints))
-                    raise
-                except requests.ConnectionError as exc:
-                    last = exc
-                    break
-                self._prefer(index)
-                return result
-            _log.debug("etcd endpoint %s failed for %s: %s", endpoint, path, last)
-        assert last is not None
-        raise last
+                    if exc.code != _UNAUTHENTICATED or retry or not self.settings.user:
+                        raise
+                    self._forget_token(endpoint)
+            raise AssertionError("unreachable")
+
+        def unreachable(exc: BaseException) -> bool:
+            if isinstance(exc, GatewayError):
+                return exc.code == _UNAVAILABLE and idempotent
+            if isinstance(exc, requests.Timeout):
+                return isinstance(exc, requests.ConnectTimeout) or idempotent
+            return isinstance(exc, requests.ConnectionError)
+
+        try:
+            return self.endpoints.first_answer(attempt, unreachable)
+        except requests.Timeout as exc:
+            if not unreachable(exc):
+                # A write that may have been applied is not repeated elsewhere,
+                # but the endpoint that did not answer in time is not tried first again.
+                self.endpoints.skip(self.endpoints.preferred)
+            raise
 
     def open_stream(self, path: str, body: dict[str, Any]) -> tuple[requests.Session, requests.Response]:
         """Start a streamed call (a watch) on its own HTTP session; the answer's lines come as they are sent.
@@ -194,9 +180,8 @@ class V3Client:
             GatewayError: etcd refused the call.
             requests.RequestException: no endpoint could be reached (the last error).
         """
-        last: BaseException | None = None
-        for index in self._order():
-            endpoint = self.endpoints[index]
+
+        def attempt(endpoint: str) -> tuple[requests.Session, requests.Response]:
             http = make_http(self.settings)
             # A watch sent with a token the server no longer knows gets no
             # answer at all (not an error), so a stream always starts with a
@@ -207,18 +192,8 @@ class V3Client:
                 # watch instead of leaving it silently stalled.
                 headers = {"Grpc-Metadata-hasleader": "true", **self._headers(endpoint, http)}
                 answer = http.post(
-                    f"{endpoint}{path}",
-                    json=body,
-                    headers=headers,
-                    stream=True,
-                    timeout=self.settings.timeout,
+                    f"{endpoint}{path}", json=body, headers=headers, stream=True, timeout=self.settings.timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                # Opening a watch changes nothing on the server: a member that
-                # does not answer in time is as good as unreachable.
-                http.close()
-                last = exc
-                continue
             except BaseException:
                 http.close()
                 raise
@@ -232,10 +207,13 @@ class V3Client:
                 raise gateway_error(document, answer.status_code)
             # The answer started in time; from now on the stream may stay quiet for as long as nothing changes.
             wait_forever(answer)
-            self._prefer(index)
             return http, answer
-        assert last is not None
-        raise last
+
+        # Opening a watch changes nothing on the server: a member that does
+        # not answer in time is as good as unreachable.
+        return self.endpoints.first_answer(
+            attempt, lambda exc: isinstance(exc, requests.ConnectionError | requests.Timeout)
+        )
 
     @staticmethod
     def lines(answer: requests.Response) -> Iterator[dict[str, Any]]:

@@ -375,7 +375,7 @@ def test_member_death_loses_nothing(make_backend: Callable[..., Any], etcd_own3:
     session = backend.open_session(3)
     first = backend.put("svc/a/h1", owned(session), session)
     stream = backend.watch("svc/", first)
-    victim = next(m for m in etcd_own3.members if backend.endpoint_order()[0].endswith(f":{m.client_port}"))
+    victim = next(m for m in etcd_own3.members if backend.endpoints.preferred.endswith(f":{m.client_port}"))
     victim.kill()
     try:
         second = wait_until(
@@ -439,7 +439,7 @@ def test_stopped_member_is_left_behind(make_backend: Callable[..., Any], etcd_ow
     backend = make_backend(Etcd2Backend, etcd_own3, timeout=1.0)
     position = backend.put("svc/a/h0", b"0", None)
     stream = backend.watch("svc/", position)
-    stopped = next(m for m in etcd_own3.members if backend.endpoint_order()[0].endswith(f":{m.client_port}"))
+    stopped = next(m for m in etcd_own3.members if backend.endpoints.preferred.endswith(f":{m.client_port}"))
     stopped.pause()
     try:
         written = wait_until(
