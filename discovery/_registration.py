@@ -1,28 +1,35 @@
 """Registrations: instances kept alive in the background, and brought back after a lost session.
 
 A :class:`Registration` holds the latest data of one instance and the session
-(lease) it is bound to. The backend keeps the session alive; when the server
-drops it, the registration turns not alive, its listeners hear it, and the
-registry's keeper opens a new session and writes the instance again with its
-latest data. ``close()`` deregisters at once.
+(lease) it is bound to. :class:`Registrations` is the registry's set of them:
+one session per ttl, shared by the registrations of that ttl, and a keeper
+thread. The backend keeps a session alive; when the server drops it (or one
+key of it, on etcd v2), the registrations on it turn not alive, their
+listeners hear it, and the keeper opens a new session and writes each
+instance again with its latest data. ``close()`` deregisters at once. The two
+classes are one unit and only this module touches their private parts. Lock
+order: the set's lock is always taken before a registration's.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from discovery._background import call_listener
+from discovery._background import RateLimitedLog, call_listener, start_thread
 from discovery._codec import encode_instance, instance_key
 from discovery._validation import check_address, check_meta, check_port
-from discovery.backend import Session
-from discovery.errors import RegistryClosed, SessionExpired
+from discovery.backend import Backend, Session
+from discovery.errors import AlreadyRegistered, BackendError, RegistryClosed, SessionExpired
 from discovery.models import Instance
 
-if TYPE_CHECKING:
-    from discovery.registry import Registry
+_log = logging.getLogger("discovery.registry")
+_KEEPER_RETRY_SECONDS = 0.2
+_REPEAT_LOG_SECONDS = 30.0
 
 StateListener = Callable[["Registration", bool], None]
 
@@ -40,7 +47,7 @@ class Registration:
 
     def __init__(
         self,
-        registry: Registry,
+        owner: Registrations,
         service: str,
         instance_id: str,
         address: str | None,
@@ -51,7 +58,7 @@ class Registration:
         self.service = service
         self.instance_id = instance_id
         self.ttl = ttl
-        self._registry = registry
+        self._owner = owner
         self._address = address
         self._port = port
         self._meta = meta
@@ -122,7 +129,7 @@ class Registration:
             RegistryClosed: the registration was closed.
             BackendError: the write failed; the registration keeps its old data.
         """
-        new_meta = self._meta if meta is UNSET else check_meta(meta, self._registry.settings.meta_limit)
+        new_meta = self._meta if meta is UNSET else check_meta(meta, self._owner.meta_limit)
         new_address = self._address if address is UNSET else check_address(address)
         new_port = self._port if port is UNSET else check_port(port)
         expired: Session | None = None
@@ -144,9 +151,9 @@ class Registration:
         if expired is not None:
             # The server dropped the session: the keeper writes the new data
             # as soon as it has a new one. Told outside our lock, because the
-            # registry's listener takes the registry's lock, and the keeper
-            # takes the registry's lock before ours.
-            expired._set_alive(False)
+            # set's listener takes the set's lock, and the keeper takes the
+            # set's lock before ours.
+            expired.mark_lost()
         return instance
 
     def _write(self, session: Session) -> None:
@@ -157,7 +164,7 @@ class Registration:
             BackendError: the write failed.
         """
         value = encode_instance(self._address, self._port, self._meta, session.id)
-        self._revision = self._registry.backend.put(self.key, value, session)
+        self._revision = self._owner.backend.put(self.key, value, session)
         self._session = session
         self._set_alive(True)
 
@@ -188,9 +195,15 @@ class Registration:
                 return
             session = self._session
             if session is not None and session.alive:
-                self._registry.backend.delete(self.key, session)
+                self._owner.backend.delete(self.key, session)
             self._closed = True
-        self._registry._forget(self)
+        self._owner._forget(self)
+        self._set_alive(False)
+
+    def _end(self) -> None:
+        """Closed with its registry: not alive, never written again (the session's close removes the key)."""
+        with self._lock:
+            self._closed = True
         self._set_alive(False)
 
     def __enter__(self) -> Registration:
@@ -203,3 +216,178 @@ class Registration:
 
     def __repr__(self) -> str:
         return f"<Registration {self.key!r} alive={self._alive} ttl={self.ttl:g}>"
+
+
+class Registrations:
+    """The instances one registry keeps registered: a session per ttl and a keeper that restores lost ones.
+
+    Args:
+        backend: the store the instances are written to.
+        meta_limit: the largest encoded metadata an update may carry, in bytes.
+    """
+
+    def __init__(self, backend: Backend, meta_limit: int) -> None:
+        self.backend = backend
+        self.meta_limit = meta_limit
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._sessions: dict[float, Session] = {}
+        self._registrations: dict[str, Registration] = {}
+        self._keeper: threading.Thread | None = None
+        self._closed = False
+        self._warnings = RateLimitedLog(_log, _REPEAT_LOG_SECONDS)
+
+    def register(
+        self,
+        service: str,
+        instance_id: str,
+        address: str | None,
+        port: int | None,
+        meta: dict[str, Any],
+        ttl: float,
+    ) -> Registration:
+        """Write an instance bound to the session of ``ttl`` and keep it registered; input already checked.
+
+        An id already held with the same ttl is updated in place; with
+        another ttl it is closed and registered anew.
+
+        Raises:
+            RegistryClosed: the set was closed.
+            AlreadyRegistered: another live registrant holds this id.
+            BackendError: the write failed.
+        """
+        with self._lock:
+            if self._closed:
+                raise RegistryClosed("registry is closed")
+            existing = self._registrations.get(instance_key(service, instance_id))
+            if existing is not None and existing.ttl == ttl:
+                existing.update(meta=meta, address=address, port=port)
+                return existing
+            if existing is not None:
+                existing.close()
+            registration = Registration(self, service, instance_id, address, port, meta, ttl)
+            with registration._lock:
+                try:
+                    registration._write(self._session(ttl))
+                except SessionExpired:
+                    # The cached session died behind our back: mark it, retry once on a new one.
+                    self._sessions[ttl].mark_lost()
+                    registration._write(self._session(ttl))
+            self._registrations[registration.key] = registration
+            self._start_keeper()
+            return registration
+
+    def get(self, key: str) -> Registration | None:
+        """The registration of ``key``, if this set holds it."""
+        with self._lock:
+            return self._registrations.get(key)
+
+    def all(self) -> list[Registration]:
+        """Every registration held."""
+        with self._lock:
+            return list(self._registrations.values())
+
+    @property
+    def sessions(self) -> tuple[Session, ...]:
+        """The sessions (leases) held, one per ttl in use."""
+        with self._lock:
+            return tuple(self._sessions.values())
+
+    def close(self) -> None:
+        """Stop the keeper, end every registration and close the sessions (their keys go at once). Idempotent."""
+        with self._wake:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify_all()
+            sessions = list(self._sessions.values())
+            registrations = list(self._registrations.values())
+            self._registrations.clear()
+        for registration in registrations:
+            registration._end()
+        for session in sessions:
+            try:
+                session.close()
+            except BackendError as exc:
+                _log.warning("could not end session %s: %s", session.id, exc)
+
+    def _forget(self, registration: Registration) -> None:
+        with self._lock:
+            if self._registrations.get(registration.key) is registration:
+                del self._registrations[registration.key]
+
+    def _session(self, ttl: float) -> Session:
+        """The live session for ``ttl``, opened if needed. Caller holds the lock."""
+        session = self._sessions.get(ttl)
+        if session is None or not session.alive:
+            session = self.backend.open_session(ttl)
+            session.add_listener(functools.partial(self._session_changed, session))
+            session.add_key_listener(functools.partial(self._key_lost, session))
+            self._sessions[ttl] = session
+        return session
+
+    def _session_changed(self, session: Session, alive: bool) -> None:
+        if alive:
+            return
+        for registration in self.all():
+            registration._session_lost(session)
+        with self._wake:
+            self._wake.notify_all()
+
+    def _key_lost(self, session: Session, key: str) -> None:
+        registration = self.get(key)
+        if registration is not None:
+            registration._session_lost(session)
+            with self._wake:
+                self._wake.notify_all()
+
+    def _start_keeper(self) -> None:
+        """Start the keeper thread, or a new one if the last died. Caller holds the lock."""
+        if self._keeper is None or not self._keeper.is_alive():
+            self._keeper = start_thread("discovery-keeper", self._keep, self._keeper_died)
+
+    def _keeper_died(self, exc: BaseException) -> None:
+        # Only a BaseException that is not an Exception gets here (each round
+        # catches the rest); the registrations still need a keeper.
+        with self._lock:
+            if not self._closed:
+                self._start_keeper()
+
+    def _keep(self) -> None:
+        """Re-create registrations whose session the server dropped, with their latest data."""
+        while True:
+            with self._wake:
+                if self._closed:
+                    return
+                lost = [r for r in self._registrations.values() if not r.alive and not r.closed]
+                if not lost:
+                    self._wake.wait(1.0)
+                    continue
+            for registration in lost:
+                try:
+                    self._restore(registration)
+                except Exception:
+                    # A bug must not end re-registration for every instance of this registry.
+                    _log.exception("re-registering %s failed unexpectedly; retrying", registration.key)
+            with self._wake:
+                if not self._closed:
+                    self._wake.wait(_KEEPER_RETRY_SECONDS)
+
+    def _restore(self, registration: Registration) -> None:
+        """Write one lost registration again on a live session; failures are logged, rate-limited."""
+        try:
+            with self._lock, registration._lock:
+                if registration.closed or registration.alive or self._closed:
+                    return
+                registration._write(self._session(registration.ttl))
+            self._warnings.clear(registration.key)
+            _log.info("re-registered %s", registration.key)
+        except AlreadyRegistered:
+            self._warnings.warn(registration.key, "cannot re-register %s: held by another registrant", registration.key)
+        except SessionExpired:
+            with self._lock:
+                session = self._sessions.get(registration.ttl)
+            if session is not None:
+                session.mark_lost()
+        except BackendError as exc:
+            self._warnings.info(registration.key, "re-registering %s failed: %s", registration.key, exc)

@@ -200,8 +200,8 @@ class Session(abc.ABC):
 
     The backend keeps it alive in the background. When the server drops it
     (lease expired, ZooKeeper session expired), the backend calls
-    :meth:`_set_alive` with False; the core then opens a new session and puts
-    its registrations again.
+    :meth:`mark_lost`; the core then opens a new session and puts its
+    registrations again.
     """
 
     def __init__(self, ttl: float) -> None:
@@ -226,14 +226,20 @@ class Session(abc.ABC):
         with self._lock:
             self._listeners.append(listener)
 
-    def _set_alive(self, alive: bool) -> None:
+    def mark_lost(self) -> None:
+        """Record that the server no longer holds the session; the listeners hear ``False`` once. Idempotent.
+
+        Called by the backend when the server drops the session, and by the
+        core when a write through it reports :class:`~discovery.errors.SessionExpired`.
+        A session never comes back: the core opens a new one.
+        """
         with self._lock:
-            if alive == self._alive:
+            if not self._alive:
                 return
-            self._alive = alive
+            self._alive = False
             listeners = list(self._listeners)
         for listener in listeners:
-            call_listener(f"session {self.id}", listener, alive)
+            call_listener(f"session {self.id}", listener, False)
 
     def add_key_listener(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(key)`` from a background thread when one key of this live session is gone.
@@ -265,7 +271,7 @@ class Session(abc.ABC):
 
     def _keep_alive_died(self, _exc: BaseException) -> None:
         call_listener(f"session {self.id} (ending it after its keep-alive died)", self.close)
-        self._set_alive(False)
+        self.mark_lost()
 
     @abc.abstractmethod
     def close(self) -> None:

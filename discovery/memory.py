@@ -202,7 +202,7 @@ class MemorySession(Session):
         while not self._stopped.wait(self.ttl / 3):
             if not self._store.keepalive(self._id):
                 self._stopped.set()
-                self._set_alive(False)
+                self.mark_lost()
 
     def abandon(self) -> None:
         """Stop the keep-alive without telling the store, as a crashed process would."""
@@ -211,7 +211,7 @@ class MemorySession(Session):
     def close(self) -> None:
         self._stopped.set()
         self._store.revoke(self._id, expired=False)
-        self._set_alive(False)
+        self.mark_lost()
 
 
 class _MemoryStream(ChangeStream):

@@ -4,22 +4,18 @@
 loads the backend plugin for the scheme and returns a :class:`Registry`.
 Every call validates its input before touching the store. Registrations
 share one session (lease) per ttl; a keeper thread re-creates them after the
-server drops a session. Watches are built by the core's watch engine, so
-every backend keeps the same event contract. Lock order: the registry's lock
-is always taken before a registration's, never the other way round.
+server drops a session (both in :mod:`discovery._registration`). Watches are built by the core's watch engine, so
+every backend keeps the same event contract.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from discovery._background import RateLimitedLog, start_thread
 from discovery._codec import (
     decode_min_instances,
     definition_key,
@@ -29,7 +25,7 @@ from discovery._codec import (
     parse_key,
 )
 from discovery._config import Settings, resolve
-from discovery._registration import Registration
+from discovery._registration import Registration, Registrations
 from discovery._status import build_status
 from discovery._validation import (
     MAX_REVISION,
@@ -47,20 +43,13 @@ from discovery._watch import Watch, snapshot_of
 from discovery.backend import Backend, Session
 from discovery.capabilities import Capability
 from discovery.errors import (
-    AlreadyRegistered,
-    BackendError,
     CapabilityMissing,
     InvalidOption,
     InvalidValue,
     NotFound,
     RegistryClosed,
-    SessionExpired,
 )
 from discovery.models import Instance, Snapshot, StatusNode
-
-_log = logging.getLogger("discovery.registry")
-_KEEPER_RETRY_SECONDS = 0.2
-_REPEAT_LOG_SECONDS = 30.0
 
 
 def connect(
@@ -114,14 +103,10 @@ class Registry:
         self.backend = backend
         self.url = url
         self.settings = settings
-        self._lock = threading.RLock()
-        self._sessions: dict[float, Session] = {}
-        self._registrations: dict[str, Registration] = {}
+        self._lock = threading.Lock()
+        self._registrations = Registrations(backend, settings.meta_limit)
         self._watches: list[Watch] = []
         self._closed = False
-        self._wake = threading.Condition(self._lock)
-        self._keeper: threading.Thread | None = None
-        self._warnings = RateLimitedLog(_log, _REPEAT_LOG_SECONDS)
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -233,25 +218,8 @@ class Registry:
         check_port(port)
         clean_meta = check_meta(meta, self.settings.meta_limit)
         ttl = check_ttl(self.settings.default_ttl if ttl is None else ttl, self.backend.min_ttl)
-        with self._lock:
-            self._check_open()
-            existing = self._registrations.get(instance_key(service, instance_id))
-            if existing is not None and existing.ttl == ttl:
-                existing.update(meta=clean_meta, address=address, port=port)
-                return existing
-            if existing is not None:
-                existing.close()
-            registration = Registration(self, service, instance_id, address, port, clean_meta, ttl)
-            with registration._lock:
-                try:
-                    registration._write(self._session(ttl))
-                except SessionExpired:
-                    # The cached session died behind our back: mark it, retry once on a new one.
-                    self._sessions[ttl]._set_alive(False)
-                    registration._write(self._session(ttl))
-            self._registrations[registration.key] = registration
-            self._start_keeper()
-            return registration
+        self._check_open()
+        return self._registrations.register(service, instance_id, address, port, clean_meta, ttl)
 
     def deregister(self, service: str, instance_id: str) -> None:
         """Remove an instance now, whoever registered it.
@@ -264,8 +232,7 @@ class Registry:
         self._check_instance(service, instance_id)
         self._check_open()
         key = instance_key(service, instance_id)
-        with self._lock:
-            registration = self._registrations.get(key)
+        registration = self._registrations.get(key)
         if registration is not None:
             registration.close()
             return
@@ -274,98 +241,12 @@ class Registry:
 
     def registrations(self) -> list[Registration]:
         """The registrations this registry keeps alive."""
-        with self._lock:
-            return list(self._registrations.values())
+        return self._registrations.all()
 
     @property
     def sessions(self) -> tuple[Session, ...]:
         """The sessions (leases) this registry holds, one per ttl in use."""
-        with self._lock:
-            return tuple(self._sessions.values())
-
-    def _forget(self, registration: Registration) -> None:
-        with self._lock:
-            if self._registrations.get(registration.key) is registration:
-                del self._registrations[registration.key]
-
-    def _session(self, ttl: float) -> Session:
-        """The live session for ``ttl``, opened if needed. Caller holds the lock."""
-        session = self._sessions.get(ttl)
-        if session is None or not session.alive:
-            session = self.backend.open_session(ttl)
-            session.add_listener(functools.partial(self._session_changed, session))
-            session.add_key_listener(functools.partial(self._key_lost, session))
-            self._sessions[ttl] = session
-        return session
-
-    def _session_changed(self, session: Session, alive: bool) -> None:
-        if alive:
-            return
-        with self._lock:
-            affected = list(self._registrations.values())
-        for registration in affected:
-            registration._session_lost(session)
-        with self._wake:
-            self._wake.notify_all()
-
-    def _key_lost(self, session: Session, key: str) -> None:
-        with self._lock:
-            registration = self._registrations.get(key)
-        if registration is not None:
-            registration._session_lost(session)
-            with self._wake:
-                self._wake.notify_all()
-
-    def _start_keeper(self) -> None:
-        """Start the keeper thread, or a new one if the last died. Caller holds the lock."""
-        if self._keeper is None or not self._keeper.is_alive():
-            self._keeper = start_thread("discovery-keeper", self._keep, self._keeper_died)
-
-    def _keeper_died(self, exc: BaseException) -> None:
-        # Only a BaseException that is not an Exception gets here (each round
-        # catches the rest); the registrations still need a keeper.
-        with self._lock:
-            if not self._closed:
-                self._start_keeper()
-
-    def _keep(self) -> None:
-        """Re-create registrations whose session the server dropped, with their latest data."""
-        while True:
-            with self._wake:
-                if self._closed:
-                    return
-                lost = [r for r in self._registrations.values() if not r.alive and not r.closed]
-                if not lost:
-                    self._wake.wait(1.0)
-                    continue
-            for registration in lost:
-                try:
-                    self._restore(registration)
-                except Exception:
-                    # A bug must not end re-registration for every instance of this registry.
-                    _log.exception("re-registering %s failed unexpectedly; retrying", registration.key)
-            with self._wake:
-                if not self._closed:
-                    self._wake.wait(_KEEPER_RETRY_SECONDS)
-
-    def _restore(self, registration: Registration) -> None:
-        """Write one lost registration again on a live session; failures are logged, rate-limited."""
-        try:
-            with self._lock, registration._lock:
-                if registration.closed or registration.alive or self._closed:
-                    return
-                registration._write(self._session(registration.ttl))
-            self._warnings.clear(registration.key)
-            _log.info("re-registered %s", registration.key)
-        except AlreadyRegistered:
-            self._warnings.warn(registration.key, "cannot re-register %s: held by another registrant", registration.key)
-        except SessionExpired:
-            with self._lock:
-                session = self._sessions.get(registration.ttl)
-            if session is not None:
-                session._set_alive(False)
-        except BackendError as exc:
-            self._warnings.info(registration.key, "re-registering %s failed: %s", registration.key, exc)
+        return self._registrations.sessions
 
     # -- reads ---------------------------------------------------------------
 
@@ -458,25 +339,14 @@ class Registry:
 
     def close(self) -> None:
         """Close watches, deregister every registration at once, release the backend. Idempotent."""
-        with self._wake:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._wake.notify_all()
             watches, self._watches = self._watches, []
-            sessions = list(self._sessions.values())
-            registrations = list(self._registrations.values())
-            self._registrations.clear()
         for watch in watches:
             watch.close()
-        for registration in registrations:
-            registration._closed = True
-            registration._set_alive(False)
-        for session in sessions:
-            try:
-                session.close()
-            except BackendError as exc:
-                _log.warning("could not end session %s: %s", session.id, exc)
+        self._registrations.close()
         self.backend.close()
 
     def __enter__(self) -> Registry:

@@ -100,7 +100,7 @@ class RegistryFixtures:
         """
         for session in registry.sessions:
             session.close()
-            session._set_alive(False)
+            session.mark_lost()
 
     def restart_server(self) -> None:
         """Kill the server (every member) with SIGKILL and start it again on the same data (ServerRestartSuite)."""

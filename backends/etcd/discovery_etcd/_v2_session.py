@@ -219,7 +219,7 @@ class TtlSession(Session):
         _log.warning("etcd2 session %s lost: %s", self._id, why)
         self._stopped.set()
         self._delete_all(self._end())
-        self._set_alive(False)
+        self.mark_lost()
 
     def _delete_all(self, keys: dict[str, tuple[str, int]]) -> BaseException | None:
         """Delete every key still holding this session's value; the last unexpected error, if any."""
@@ -284,6 +284,6 @@ class TtlSession(Session):
         self._closed = True
         self.stop()
         error = self._delete_all(self._end())
-        self._set_alive(False)
+        self.mark_lost()
         if error is not None:
             raise V2_ERRORS.translate(error, "close session") from error

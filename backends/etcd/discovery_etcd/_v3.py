@@ -196,7 +196,7 @@ class LeaseSession(Session):
             except Exception as exc:  # the server is unreachable: the backend retries later
                 _log.debug("revoking lost lease %s failed: %s", self.lease_id, exc)
                 self._backend.orphan(self.lease_id)
-        self._set_alive(False)
+        self.mark_lost()
 
     def stop(self) -> None:
         """Stop the keep-alive thread without telling the server (the lease expires after its TTL).
@@ -231,7 +231,7 @@ class LeaseSession(Session):
                     if _LEASE_NOT_FOUND not in exc.message:
                         raise
         finally:
-            self._set_alive(False)
+            self.mark_lost()
 
 
 class WatchStream(QueuedStream):

@@ -161,7 +161,7 @@ class ZooKeeperSession(Session):
                     self._backend.delete(key, self)
         finally:
             self._backend._forget(self)
-            self._set_alive(False)
+            self.mark_lost()
 
     def __repr__(self) -> str:
         return f"<ZooKeeperSession {self.id} alive={self.alive} ttl={self.ttl:g}>"
@@ -633,7 +633,7 @@ class ZooKeeperBackend(Backend):
         def report() -> None:
             for session in lost:
                 # Each listener is guarded by the core: one that raises cannot stop the others.
-                session._set_alive(False)
+                session.mark_lost()
 
         if in_background:
             # Off kazoo's connection thread: a user's listener may block or call back into the backend.
