@@ -1,7 +1,9 @@
-"""How instances and definitions are laid out as keys and values (DESIGN.md section 3).
+"""How instances and definitions are laid out as keys and values (the README's key layout).
 
 An instance lives at ``<service path>/<instance id>`` below the root, its
-value a JSON object (``address``, ``port``, ``meta``, ``registrant``). Reading
+value a JSON object (``address``, ``port``, ``meta``); which session holds it
+is the backend's business (a lease, an ephemeral node, or, on etcd v2, a field
+the backend adds and removes itself). Reading
 is lenient: a value that is not a JSON object is still an instance, with
 ``meta={"raw": <text>}``, so keys written by ``etcdctl`` or ``zkCli.sh`` show
 up; a key that cannot be an instance (one segment, a reserved ``_`` segment
@@ -38,9 +40,9 @@ def key_prefix(prefix: str) -> str:
     return f"{prefix}/" if prefix else ""
 
 
-def encode_instance(address: str | None, port: int | None, meta: dict[str, Any], registrant: str) -> bytes:
+def encode_instance(address: str | None, port: int | None, meta: dict[str, Any]) -> bytes:
     """The stored JSON value of an instance."""
-    document = {"address": address, "port": port, "meta": meta, "registrant": registrant}
+    document = {"address": address, "port": port, "meta": meta}
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 

@@ -163,7 +163,7 @@ class Registration:
             AlreadyRegistered: another live registrant holds the key.
             BackendError: the write failed.
         """
-        value = encode_instance(self._address, self._port, self._meta, session.id)
+        value = encode_instance(self._address, self._port, self._meta)
         self._revision = self._owner.backend.put(self.key, value, session)
         self._session = session
         self._set_alive(True)

@@ -29,7 +29,7 @@ MIN_TTL = 0.1
 MAX_TTL = 86_400.0
 DEFAULT_META_LIMIT = 64 * 1024
 VALUE_OVERHEAD = 1024
-"""Bytes of a stored instance beyond its meta (address, port, field names, registrant), at most."""
+"""Bytes of a stored instance beyond its meta (address, port, field names, a backend's owner field), at most."""
 MAX_META_DEPTH = 32
 MAX_REVISION = 2**63 - 1
 _INT_LIMIT = 2**63

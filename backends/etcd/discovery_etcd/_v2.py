@@ -27,7 +27,6 @@ reported as :class:`~discovery.errors.Unsupported`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import threading
@@ -78,7 +77,7 @@ from discovery_etcd._common import (
 from discovery_etcd._errors import V2_DISABLED, V2_ERRORS, v2_disabled
 from discovery_etcd._v2_session import REFRESH_WORKERS, TtlSession
 
-__all__ = ["Etcd2Backend", "TtlSession", "V2KeySpace", "ValueIndexes"]
+__all__ = ["Etcd2Backend", "TtlSession", "V2KeySpace", "ValueIndexes", "owned_text", "stored_owner", "unowned"]
 
 _log = logging.getLogger(__name__)
 
@@ -146,22 +145,44 @@ def _no_answer(exc: BaseException) -> bool:
     return isinstance(exc, requests.ConnectionError | requests.Timeout)
 
 
-def _registrant(value: str | None) -> str | None:
-    try:
-        document = json.loads(value or "")
-    except ValueError:
-        return None
-    registrant = document.get("registrant") if isinstance(document, dict) else None
-    return registrant if isinstance(registrant, str) else None
+_OWNER_FIELD = re.compile(r'\{"registrant":"([0-9a-f]*)"')
 
 
-def _text(value: bytes) -> str:
+def owned_text(owner: str, text: str) -> str:
+    """The stored form of a session's value: the JSON object ``text`` with ``"registrant": owner`` as first field."""
+    rest = text[1:]
+    separator = "" if rest.lstrip().startswith("}") else ","
+    return f'{{"registrant":"{owner}"{separator}{rest}'
+
+
+def stored_owner(stored: str | None) -> str | None:
+    """The session id a stored value names as its owner; None for a value no session of ours wrote."""
+    found = _OWNER_FIELD.match(stored or "")
+    return found.group(1) if found else None
+
+
+def unowned(stored: str) -> str:
+    """The value as the caller wrote it: a stored value without the owner field :func:`owned_text` added."""
+    found = _OWNER_FIELD.match(stored)
+    if found is None:
+        return stored
+    rest = stored[found.end() :]
+    return "{" + (rest[1:] if rest.startswith(",") else rest)
+
+
+def _object_text(value: bytes) -> str:
+    """A session's value as text; it must be a JSON object's, to carry the owner field.
+
+    Raises:
+        InvalidValue: the value is not UTF-8, or not a JSON object's text.
+    """
     try:
-        return value.decode("utf-8")
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidValue(
-            "value", value, "a value bound to a session must be UTF-8 (it is compared as text)"
-        ) from None
+        raise InvalidValue("value", value, "a value bound to a session must be UTF-8 (it is stored as text)") from None
+    if not (text.startswith("{") and text.rstrip().endswith("}")):
+        raise InvalidValue("value", value, "a value bound to a session must be a JSON object (it carries its owner)")
+    return text
 
 
 class ValueIndexes:
@@ -346,7 +367,7 @@ class V2WatchStream(QueuedStream):
             value = str(node.get("value", ""))
             created = int(node.get("createdIndex", index))
             self._owner.indexes.written(full, created, value, index)
-            change = Change(ChangeKind.PUT, key, value.encode(), created, index)
+            change = Change(ChangeKind.PUT, key, unowned(value).encode(), created, index)
         elif action in _DELETE_ACTIONS or action == _EXPIRE:
             self._owner.indexes.deleted(full, index)
             change = Change(ChangeKind.DELETE, key, None, 0, index, action == _EXPIRE)
@@ -435,11 +456,8 @@ class Etcd2Backend(Backend):
         if self._closed:
             raise RegistryClosed(f"{self.name} backend is closed")
 
-    @staticmethod
-    def _session(session: Session) -> TtlSession:
-        if not isinstance(session, TtlSession):
-            raise TypeError(f"session {session!r} was not opened by an etcd2 backend")
-        return session
+    def _session(self, session: Session) -> TtlSession:
+        return self._own_session(session, TtlSession)
 
     def current_index(self, directory: str) -> int:
         """The ``X-Etcd-Index`` of a read of ``directory`` (which need not exist, nor lie below a directory).
@@ -489,7 +507,7 @@ class Etcd2Backend(Backend):
                 nodes.append((node.key, int(node.createdIndex), node.value or "", int(node.modifiedIndex)))
         modified = self.indexes.listed(directory, nodes)
         records = tuple(
-            Record(key, value.encode(), created, mod)
+            Record(key, unowned(value).encode(), created, mod)
             for key, (_, created, value, _), mod in zip(keys, nodes, modified, strict=True)
         )
         return Listing(int(result.etcd_index), records)
@@ -540,10 +558,10 @@ class Etcd2Backend(Backend):
             The modifiedIndex of the write.
 
         Raises:
-            AlreadyRegistered: with a session, the key exists and its value names another registrant.
+            AlreadyRegistered: with a session, the key exists and its value names another owner.
             NameConflict: a key exists below ``key``, or ``key`` lies below a key.
             SessionExpired: the session was lost.
-            InvalidValue: with a session, the value is not UTF-8 (ownership compares it as text).
+            InvalidValue: with a session, the value is not a JSON object's UTF-8 text (it carries the owner).
             Unsupported: the server does not serve the v2 API.
             BackendUnavailable: no endpoint could be reached.
             BackendError: the write failed.
@@ -557,8 +575,8 @@ class Etcd2Backend(Backend):
                 # JSON, so bytes that are not UTF-8 read back replaced (U+FFFD).
                 result = self._put_persistent(key, full, value)
                 return self._written(full, value.decode("utf-8", "replace"), result)
-            text = _text(value)
             owner = self._session(session)
+            text = owned_text(owner.id, _object_text(value))
             ttl = owner.ttl_seconds
             for _ in range(_ATTEMPTS):
                 if not owner.alive:
@@ -576,7 +594,7 @@ class Etcd2Backend(Backend):
                     if current.dir:
                         self._clear_directory(key, full)
                         continue
-                    if _registrant(current.value) != owner.id:
+                    if stored_owner(current.value) != owner.id:
                         raise key_held(key) from None
                     if current.value == text:
                         # Already ours with this value (a retried write whose

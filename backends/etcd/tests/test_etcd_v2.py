@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from discovery.servers import EtcdCluster, free_ports
 from discovery.testing.waiting import wait_until
 from discovery_etcd import Etcd2Backend
 from discovery_etcd._errors import V2_DISABLED
+from discovery_etcd._v2 import owned_text, stored_owner, unowned
 from discovery_etcd._v2_session import TtlSession
 
 Collect = Callable[..., tuple[list[Batch], Gap | None]]
@@ -199,6 +201,32 @@ def test_values_that_are_not_utf8(v2: Etcd2Backend) -> None:
     session = v2.open_session(2)
     with pytest.raises(InvalidValue):
         v2.put("svc/a/h2", b"\xff", session)
+    session.close()
+
+
+@pytest.mark.parametrize("value", ["{}", '{"a":1}', '{ "a": [1, {"b": "}"}] }', '{"registrant":"x","port":1}'])
+def test_the_owner_field_comes_off_exactly_as_it_went_on(value: str) -> None:
+    stored = owned_text("0123abcd", value)
+    assert json.loads(stored) == {**json.loads(value), "registrant": "0123abcd"} or "registrant" in value
+    assert stored_owner(stored) == "0123abcd"
+    assert unowned(stored) == value
+
+
+def test_a_session_key_names_its_owner_in_etcd_and_reads_back_as_written(
+    v2: Etcd2Backend, read_stream: Collect, etcd_cluster: EtcdCluster, root: str
+) -> None:
+    session = v2.open_session(5)
+    value = b'{"address":"10.0.0.1","meta":{},"port":80}'
+    revision = v2.put("svc/a/h1", value, session)
+    stored = raw_client(etcd_cluster).read(f"{root}/svc/a/h1").value
+    assert json.loads(stored) == {"registrant": session.id, **json.loads(value)}
+    assert [r.value for r in v2.list("svc/").records] == [value]
+    v2.put("svc/a/h1", value.replace(b"80", b"81"), session)
+    batches, _ = read_stream(v2.watch("svc/", revision), lambda batches: len(batches) >= 1)
+    assert batches[0].changes[0].value == value.replace(b"80", b"81")
+    for not_an_object in (b"plain text", b"[1, 2]", b'"text"'):
+        with pytest.raises(InvalidValue, match="JSON object"):
+            v2.put("svc/a/h2", not_an_object, session)
     session.close()
 
 
