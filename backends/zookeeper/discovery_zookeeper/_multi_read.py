@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 from kazoo.exceptions import EXCEPTIONS
 from kazoo.protocol.states import ZnodeStat
 
+from discovery_zookeeper._kazoo_private import send_request
+
 __all__ = ["GET_DATA", "MULTI_READ", "MultiRead", "ReadFailed", "read_many"]
 
 MULTI_READ = 22
@@ -110,6 +112,6 @@ def read_many(client: Any, paths: list[str], chunk: int) -> list[tuple[tuple[str
     for start in range(0, len(paths), chunk):
         request = MultiRead(tuple(paths[start : start + chunk]))
         reply = client.handler.async_result()
-        client._call(request, reply)
+        send_request(client, request, reply)
         sent.append((request.paths, reply))
     return sent

@@ -8,9 +8,10 @@ every create, data change and delete at or below the path, for as long as the
 connection lives, through ordinary watch events (xid -1, body: type, state,
 path) that kazoo's dispatcher drops because no one-shot watcher asked for
 them. ``removeWatches`` (type 18; body: path, then the watcher type, 3 =
-any) ends it. :class:`PersistentWatches` swaps the client's connection
-handler for a subclass that hands those events to its subscribers before
-kazoo sees them, sends both requests through kazoo's own request queue, and
+any) ends it. :class:`PersistentWatches` taps the client's connection
+so those events reach its subscribers before kazoo drops them, sends both
+requests through kazoo's own request queue (both through
+:mod:`discovery_zookeeper._kazoo_private`), and
 tells every subscriber when the connection drops (a subscriber that raises
 is logged and cannot end kazoo's connection thread): kazoo never replays
 watches on a new connection (no ``SetWatches``), so a persistent watch ends
@@ -27,14 +28,13 @@ import enum
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from kazoo.client import KazooClient
-from kazoo.protocol.connection import ConnectionHandler
-from kazoo.protocol.serialization import Watch
 from kazoo.protocol.states import KazooState
 
 from discovery._background import call_listener
+from discovery_zookeeper._kazoo_private import send_request, tap_watch_events
 
 __all__ = [
     "ADD_WATCH",
@@ -167,18 +167,6 @@ def _ancestors(path: str) -> list[str]:
     return paths
 
 
-class _NotifyingConnection(ConnectionHandler):  # type: ignore[misc]
-    """kazoo's connection handler, but watch events also go to the persistent watches first."""
-
-    watches: PersistentWatches | None = None
-
-    def _read_watch_event(self, buffer: bytes, offset: int, *extra: Any) -> Any:
-        event, _ = Watch.deserialize(buffer, offset)
-        if self.watches is not None and event.type in NotificationKind._value2member_map_:
-            self.watches._dispatch(Notification(NotificationKind(event.type), event.path))
-        return super()._read_watch_event(buffer, offset, *extra)
-
-
 class PersistentWatches:
     """The persistent recursive watches of one kazoo client.
 
@@ -199,12 +187,7 @@ class PersistentWatches:
         self._client = client
         self._lock = threading.Lock()
         self._by_path: dict[str, list[Subscription]] = {}
-        old = client._connection
-        connection = _NotifyingConnection(
-            client, client._conn_retry.copy(), logger=old.logger, sasl_options=old.sasl_options
-        )
-        connection.watches = self
-        client._connection = connection
+        tap_watch_events(client, self._tapped)
         client.add_listener(self._state_changed)
 
     def add(self, path: str, subscriber: Subscriber, timeout: float) -> Subscription:
@@ -232,7 +215,7 @@ class PersistentWatches:
         # Register before sending: a notification may overtake the reply.
         with self._lock:
             self._by_path.setdefault(path, []).append(subscription)
-            self._client._call(AddWatchRequest(path), reply)
+            send_request(self._client, AddWatchRequest(path), reply)
         try:
             reply.get(timeout=timeout)
         except BaseException:
@@ -252,7 +235,7 @@ class PersistentWatches:
             del self._by_path[subscription.path]
             if self._client.connected:
                 # Fire and forget: if the connection drops first, the watch is gone anyway.
-                self._client._call(RemoveWatchesRequest(subscription.path), self._client.handler.async_result())
+                send_request(self._client, RemoveWatchesRequest(subscription.path), self._client.handler.async_result())
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -264,6 +247,10 @@ class PersistentWatches:
         """Stop listening to the client's state; live subscriptions hear :meth:`Subscriber.lost`."""
         self._client.remove_listener(self._state_changed)
         self._drop_all("closed")
+
+    def _tapped(self, event_type: int, path: str) -> None:
+        if event_type in NotificationKind._value2member_map_:
+            self._dispatch(Notification(NotificationKind(event_type), path))
 
     def _dispatch(self, notification: Notification) -> None:
         with self._lock:
