@@ -10,9 +10,9 @@ window, connection loss), when the bounded buffer overflows because the
 consumer is slow, or when a broken stream cannot resume, the engine opens a
 new stream, lists again and emits the difference per key as ordinary events
 flagged ``resync=True``: keys whose (create, modify) revisions are unchanged
-emit nothing, nor do keys whose modify revision moved while their data did
-not (an etcd v2 TTL refresh); a deleted and re-created key emits REMOVED
-then ADDED.
+emit nothing (a backend reports a key's modify revision as that of its value's
+last write, see :class:`~discovery.backend.Record`); a deleted and re-created
+key emits REMOVED then ADDED.
 
 An outage starts with the first failure (a stream that breaks, an open or
 listing that fails) and ends only when a stream is *confirmed* by the server
@@ -69,6 +69,79 @@ class _Known:
     instance: Instance
 
 
+@dataclass
+class _Cursor:
+    """Where the watch stands, in revisions: what the model holds, where the stream is, what was emitted.
+
+    Attributes:
+        floor: changes at or below it are already in the model, so they are
+            skipped. Only a listing from an atomic snapshot
+            (``ATOMIC_SNAPSHOT``) proves that; otherwise it is 0 and the
+            per-key modify revisions alone drop stale changes.
+        baseline: the revision of the last listing (``since`` in replay). A
+            key created after it must have been seen created.
+        resume_from: the revision the raw stream has fully delivered into the
+            model; a reopened stream resumes from it.
+        emitted: the highest revision handed to the consumer; no event is
+            ever stamped below it, not even a resync's.
+        replay: started from ``since`` and not listed since: the state at
+            ``since`` is unknown, so the model starts empty, a delete of a key
+            never seen is still reported, and no creation can be proven missed.
+
+    Invariants: ``floor`` is ``baseline`` or 0 (always 0 in replay);
+    ``baseline <= resume_from`` and ``baseline <= emitted``. ``emitted`` never
+    goes back. Each listing sets ``floor``, ``baseline`` and ``resume_from``
+    to its revision, lower ones included; between listings ``resume_from``
+    only grows and the other two stay put.
+    """
+
+    floor: int = 0
+    baseline: int = 0
+    resume_from: int = 0
+    emitted: int = 0
+    replay: bool = False
+
+    @classmethod
+    def listed(cls, revision: int, *, atomic: bool) -> _Cursor:
+        """The cursor of a watch that begins with a listing at ``revision``."""
+        return cls(floor=revision if atomic else 0, baseline=revision, resume_from=revision, emitted=revision)
+
+    @classmethod
+    def replaying(cls, since: int) -> _Cursor:
+        """The cursor of a watch that replays from ``since`` without a listing."""
+        return cls(baseline=since, resume_from=since, emitted=since, replay=True)
+
+    def after_listing(self, revision: int, *, atomic: bool) -> int:
+        """Move to a listing at ``revision`` that now is the model; end replay.
+
+        Returns:
+            The revision for the events that reconcile the consumer with the
+            listing: the listing's, or ``emitted`` if that is higher.
+        """
+        self.replay = False
+        self.floor = revision if atomic else 0
+        self.baseline = revision
+        self.resume_from = revision
+        self.emitted = max(self.emitted, revision)
+        return self.emitted
+
+    def already_listed(self, mod_revision: int) -> bool:
+        """Whether a change at ``mod_revision`` is already in the model by the last listing."""
+        return mod_revision <= self.floor
+
+    def created_since_listing(self, create_revision: int) -> bool:
+        """Whether a key created at ``create_revision`` came after the last listing (never known in replay)."""
+        return not self.replay and create_revision > self.baseline
+
+    def batch_applied(self, revision: int) -> None:
+        """The stream delivered a batch at ``revision`` and the model applied it."""
+        self.resume_from = max(self.resume_from, revision)
+
+    def emitted_up_to(self, revision: int) -> None:
+        """Events up to ``revision`` were handed to the consumer."""
+        self.emitted = max(self.emitted, revision)
+
+
 def _known_from_listing(listing: Listing) -> dict[str, _Known]:
     known: dict[str, _Known] = {}
     for record in listing.records:
@@ -87,10 +160,6 @@ def _definitions_from_listing(listing: Listing) -> dict[str, int]:
         if parsed is not None and parsed.is_definition:
             definitions[parsed.service] = decode_min_instances(record.value)
     return definitions
-
-
-def _same_data(a: Instance, b: Instance) -> bool:
-    return (a.address, a.port, dict(a.meta)) == (b.address, b.port, dict(b.meta))
 
 
 def snapshot_of(listing: Listing) -> Snapshot:
@@ -126,26 +195,20 @@ class Watch:
         self._buffer: collections.deque[Event] = collections.deque()
         self._error: DiscoveryError | None = None
         self._closed = False
-        self._emitted = 0
         self._resyncs = 0
         self._gap_reasons: list[str] = []
         self._resync_requested: str | None = None
         self._outage: _Outage | None = None
-        # Replay mode (``since``): the state at ``since`` is not known, so the
-        # model starts empty; a delete of a key never seen is still reported.
-        self._replay = since is not None
         if since is None:
             self._stream, listing = self._open()
+            self._cursor = _Cursor.listed(listing.revision, atomic=self._atomic)
         else:
             self._stream = backend.watch(self._key_prefix, since)
             listing = Listing(since, ())
+            self._cursor = _Cursor.replaying(since)
         self._known = _known_from_listing(listing)
         self._definitions = _definitions_from_listing(listing)
         self._definitions_version = 0
-        self._floor = listing.revision if self._atomic and not self._replay else 0
-        self._baseline = listing.revision
-        self._position = listing.revision
-        self._emitted = listing.revision
         self.snapshot: Snapshot = snapshot_of(listing)
         """The instances when the stream began (empty with ``since``); the events continue from it."""
         self._thread = threading.Thread(target=self._pump, name=f"discovery-watch-{prefix or '/'}", daemon=True)
@@ -420,13 +483,13 @@ class Watch:
             return result
 
     def _resume(self) -> None:
-        self._stream = self._retrying("resume", lambda: self._backend.watch(self._key_prefix, self._position))
+        self._stream = self._retrying("resume", lambda: self._backend.watch(self._key_prefix, self._cursor.resume_from))
 
     def _resync(self, reason: str) -> None:
         stream, listing = self._retrying("resync", self._open)
         self._stream = stream
         fresh = _known_from_listing(listing)
-        revision = max(self._emitted, listing.revision)
+        revision = self._cursor.after_listing(listing.revision, atomic=self._atomic)
         events: list[Event] = []
         for key in sorted(self._known.keys() - fresh.keys()):
             gone = self._known[key].instance
@@ -441,20 +504,13 @@ class Watch:
                 old = old_known.instance
                 events.append(Event(EventKind.REMOVED, old.service, old.id, old, revision, True))
                 events.append(Event(EventKind.ADDED, instance.service, instance.id, instance, revision, True))
-            elif old_known.mod_revision != new.mod_revision and not _same_data(old_known.instance, instance):
-                # A revision that moved without a change of data (an etcd v2
-                # TTL refresh by another client) is not an update.
+            elif old_known.mod_revision != new.mod_revision:
                 events.append(Event(EventKind.UPDATED, instance.service, instance.id, instance, revision, True))
         self._known = fresh
         self._set_definitions(_definitions_from_listing(listing))
-        self._replay = False
-        self._floor = listing.revision if self._atomic else 0
-        self._baseline = listing.revision
-        self._position = listing.revision
         with self._cond:
             self._resyncs += 1
             self._gap_reasons.append(reason)
-            self._emitted = revision
             self._buffer.extend(events)
             self._cond.notify_all()
         _log.info("watch on %r: resync after %s emitted %d events", self.prefix, reason, len(events))
@@ -468,9 +524,9 @@ class Watch:
         """
         return (
             self._every_change
-            and not self._replay
             and known is None
-            and self._baseline < change.create_revision < change.mod_revision
+            and self._cursor.created_since_listing(change.create_revision)
+            and change.create_revision < change.mod_revision
         )
 
     def _convert(self, batch: Batch) -> tuple[list[Event], dict[str, _Known | None]] | None:
@@ -483,9 +539,10 @@ class Watch:
         """
         updates: dict[str, _Known | None] = {}
         events: list[Event] = []
-        emitted = self._emitted
+        # Stamped no lower than what was emitted; the cursor moves only once the events are buffered.
+        emitted = self._cursor.emitted
         for change in batch.changes:
-            if change.mod_revision <= self._floor:
+            if self._cursor.already_listed(change.mod_revision):
                 continue
             parsed = parse_key(change.key)
             if parsed is None:
@@ -499,7 +556,7 @@ class Watch:
             revision = emitted = max(emitted, change.mod_revision)
             if change.kind is ChangeKind.DELETE:
                 if known is None:
-                    if self._replay and change.key not in updates:
+                    if self._cursor.replay and change.key not in updates:
                         events.append(
                             Event(EventKind.REMOVED, parsed.service, parsed.name, None, revision, False, change.expired)
                         )
@@ -535,7 +592,7 @@ class Watch:
             if not overflow:
                 self._buffer.extend(events)
                 if events:
-                    self._emitted = max(self._emitted, events[-1].revision)
+                    self._cursor.emitted_up_to(events[-1].revision)
                     self._cond.notify_all()
         if overflow:
             # The consumer is too slow: stop reading (no unbounded memory),
@@ -551,4 +608,4 @@ class Watch:
                 self._known.pop(key, None)
             else:
                 self._known[key] = known
-        self._position = max(self._position, batch.revision)
+        self._cursor.batch_applied(batch.revision)

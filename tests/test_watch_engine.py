@@ -8,6 +8,7 @@ from typing import ClassVar
 import pytest
 
 from discovery import EventKind, Registry, WatchBroken, connect
+from discovery._watch import _Cursor
 from discovery.testing.checks import collect, drain, kinds_by_instance, state, wait_converged
 from discovery.testing.memory import MemoryFixtures
 from discovery.testing.suite import RegistrySuite
@@ -140,3 +141,20 @@ def test_per_instance_history_is_real_history() -> None:
         events = collect(watch, lambda e: len(e) >= 10, 10)
         assert state(watch.snapshot.apply(events)) == state(registry.snapshot("h"))
     assert all(k == [EventKind.ADDED, EventKind.REMOVED] for k in kinds_by_instance(events).values())
+
+
+def test_cursor_transitions_keep_its_invariants() -> None:
+    cursor = _Cursor.replaying(10)
+    assert not cursor.already_listed(1)
+    assert not cursor.created_since_listing(11)
+    cursor.batch_applied(15)
+    cursor.emitted_up_to(14)
+    # A listing behind what was emitted (a lagging server): events stay at 14, the stream resumes at 12.
+    assert cursor.after_listing(12, atomic=True) == 14
+    assert (cursor.floor, cursor.baseline, cursor.resume_from, cursor.emitted, cursor.replay) == (12, 12, 12, 14, False)
+    assert cursor.already_listed(12) and not cursor.already_listed(13)
+    assert cursor.created_since_listing(13) and not cursor.created_since_listing(12)
+    assert cursor.after_listing(20, atomic=False) == 20
+    assert cursor.floor == 0
+    assert _Cursor.listed(7, atomic=True) == _Cursor(7, 7, 7, 7)
+    assert _Cursor.listed(7, atomic=False).floor == 0
