@@ -4,7 +4,8 @@ Each backend declares ``capabilities: ClassVar[frozenset[Capability]]``;
 ``discovery.connect(url, require={...})`` refuses a backend that lacks one
 (:class:`~discovery.errors.CapabilityMissing`), the conformance suite checks
 each declaration against behaviour, and the README's capability table is
-generated from these members and their docstrings.
+generated from these members and their descriptions (in ``_DESCRIPTIONS``,
+the one place a capability's meaning is written).
 """
 
 from __future__ import annotations
@@ -13,25 +14,14 @@ import enum
 
 
 class Capability(enum.Enum):
-    """A guarantee or feature that some backends have and others lack."""
+    """A guarantee or feature that some backends have and others lack; :attr:`description` says which."""
 
     EXPIRY_CAUSE = "expiry-cause"
-    """REMOVED events tell an expiry from an explicit delete (``Event.expired``)."""
-
     INTERMEDIATE_VALUES = "intermediate-values"
-    """Every update's own value is delivered, even when updates follow each other quickly."""
-
     ATOMIC_SNAPSHOT = "atomic-snapshot"
-    """A listing is one consistent read at one revision."""
-
     RESUME_FROM_REVISION = "resume-from-revision"
-    """A broken stream resumes from a past revision without a re-list (within the server's history)."""
-
     BATCHED_EXPIRY = "batched-expiry"
-    """All instances of an expiring lease or session are removed in one revision, delivered as one batch."""
-
     NATIVE_EPHEMERAL = "native-ephemeral"
-    """The server itself ties instances to a session or lease; no per-key refresh traffic."""
 
     @property
     def description(self) -> str:

@@ -1,6 +1,6 @@
 """The conformance suite: the scenarios every backend must pass, as test mixins.
 
-Each scenario states part of the event contract (DESIGN.md section 2) and is
+Each scenario states part of the event contract (the README's section) and is
 run unchanged against every backend: ``class TestEtcd(RegistrySuite,
 EtcdFixtures): pass``. Capabilities decide what a scenario expects, never
 whether it runs: a backend that declares ``EXPIRY_CAUSE`` must report it,
