@@ -1,23 +1,24 @@
 # The two commands: `make bench` (the comparison benchmark) and `make test`.
-# Both bootstrap everything they need: .venv with the core and every backend
-# distribution under backends/ (editable), and the Debian packages for the
-# local servers (etcd-server, zookeeper, a Java runtime) when missing.
+# Both bootstrap everything they need: .venv with the core, every backend
+# distribution under backends/ and the benchmark distribution benchmarks/
+# (editable), and the Debian packages for the local servers (etcd-server,
+# zookeeper, a Java runtime) when missing.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 BACKENDS := $(sort $(dir $(wildcard backends/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
-PACKAGES := discovery $(patsubst %/,%,$(dir $(wildcard backends/*/discovery_*/__init__.py)))
+PACKAGES := discovery $(patsubst %/,%,$(dir $(wildcard backends/*/discovery_*/__init__.py))) benchmarks/discovery_bench
 
 .PHONY: test bench lint setup system-packages clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard backends/*/pyproject.toml)
+$(STAMP): pyproject.toml $(wildcard backends/*/pyproject.toml) benchmarks/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]' $(foreach b,$(BACKENDS),-e ./$(b))
+	$(PY) -m pip install -q -e '.[test]' $(foreach b,$(BACKENDS),-e ./$(b)) -e ./benchmarks
 	@touch $@
 
 system-packages:

@@ -140,7 +140,7 @@ class DyingKeepAliveBackend(MemoryBackend):
     def open_session(self, ttl: float) -> Session:
         if self._sessions:
             return super().open_session(ttl)
-        session = _DyingSession(self.store, ttl)
+        session = _DyingSession(self.store, ttl, self)
         self._sessions.append(session)
         return session
 

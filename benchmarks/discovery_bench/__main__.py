@@ -1,6 +1,6 @@
-"""``python -m discovery.bench``: the benchmark command on its own, without the rest of the CLI."""
+"""``python -m discovery_bench``: the benchmark command on its own, without the rest of the CLI."""
 
-from discovery.bench._command import bench_command
+from discovery_bench.command import bench_command
 
 if __name__ == "__main__":
-    bench_command(prog_name="python -m discovery.bench")
+    bench_command(prog_name="python -m discovery_bench")

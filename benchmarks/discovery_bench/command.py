@@ -1,10 +1,10 @@
-"""The ``discovery bench`` command: options, signals, exit codes; the work is in :mod:`~discovery.bench._run`.
+"""The ``discovery bench`` command: options, signals, exit codes; the work is in :mod:`~discovery_bench.run`.
 
-``bench_command`` is a plain :class:`click.Command`, so the ``discovery``
-CLI adds it with ``main.add_command(bench_command)`` and
-``python -m discovery.bench`` runs it alone. SIGTERM and SIGHUP are turned
-into the same orderly stop as Ctrl-C: servers stopped, children killed, a
-partial report written, exit status 130.
+``bench_command`` is a plain :class:`click.Command` that this distribution
+declares in the ``discovery.commands`` entry-point group, where the
+``discovery`` CLI finds it; ``python -m discovery_bench`` runs it alone.
+SIGTERM and SIGHUP are turned into the same orderly stop as Ctrl-C: servers
+stopped, children killed, a partial report written, exit status 130.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from types import FrameType
 import click
 from rich.console import Console
 
-from discovery.bench._profiles import PROFILES
-from discovery.bench._targets import BACKEND_ORDER, backend_label
+from discovery_bench.harness.targets import BACKEND_ORDER, backend_label
+from discovery_bench.profiles import PROFILES
 
 _EPILOG = """\b
 Examples:
   discovery bench                                  # local etcd + ZooKeeper, default profile (about 6 min)
   discovery bench --profile smoke --out /tmp/b     # every workload, tiny sizes (under a minute)
   discovery bench --url etcd://10.0.0.1:2379/bench --url zk://10.0.0.2:2181/bench
-  python -m discovery.bench.readme bench-report/report.json README.md   # refresh the README section
+  discovery readme README.md                       # refresh the README's sections from bench-report/
 """
 
 
@@ -90,8 +90,8 @@ def bench_command(urls: tuple[str, ...], backends: str, profile: str, out: Path,
     rounds, prints a summary and writes DIR/report.md, DIR/report.json and
     PNG plots.
     """
-    from discovery.bench._run import BenchOptions, run_bench
-    from discovery.bench._summary import print_summary
+    from discovery_bench.report.summary import print_summary
+    from discovery_bench.run import BenchOptions, run_bench
 
     options = BenchOptions(urls=list(urls), backends=_backends(backends), profile=profile, out=out, peers=peers)
     # Outside a terminal (a log, CI) rich would wrap at 80 columns; the tables read better wider.

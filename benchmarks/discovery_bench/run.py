@@ -22,28 +22,18 @@ from typing import Any
 from rich.console import Console
 
 import discovery
-from discovery.bench._burst import BurstWorkload
-from discovery.bench._detection import DetectionWorkload
-from discovery.bench._goals import evaluate_goals
-from discovery.bench._keepalive import KeepaliveWorkload
-from discovery.bench._machine import describe_machine, load_average
-from discovery.bench._parity import load_parity
-from discovery.bench._plots import make_plots
-from discovery.bench._profiles import get_profile
-from discovery.bench._propagation import PropagationWorkload
-from discovery.bench._register import RegisterWorkload
-from discovery.bench._report import SCHEMA, render_markdown, write_json
-from discovery.bench._results import ResultSet
-from discovery.bench._runner import Runner
-from discovery.bench._servers import LocalServers, local_servers
-from discovery.bench._targets import BACKEND_ORDER, Naming, Target, base_label, targets_from_urls
-from discovery.bench._workload import Context, Workload
-
-_PLUGINS = {
-    "etcd": "discovery-registry-etcd",
-    "etcd2": "discovery-registry-etcd",
-    "zookeeper": "discovery-registry-zookeeper",
-}
+from discovery_bench.harness.machine import describe_machine, load_average
+from discovery_bench.harness.runner import Runner
+from discovery_bench.harness.servers import LocalServers, local_servers
+from discovery_bench.harness.targets import BACKEND_ORDER, TRAITS, BenchTarget, Naming, targets_from_urls
+from discovery_bench.profiles import get_profile
+from discovery_bench.report.document import SCHEMA, Report, write_json
+from discovery_bench.report.goals import evaluate_goals
+from discovery_bench.report.markdown import render_markdown
+from discovery_bench.report.parity import parity_summary
+from discovery_bench.report.plots import make_plots
+from discovery_bench.report.results import ResultSet
+from discovery_bench.workloads import Context, workloads_for
 
 
 @dataclass
@@ -65,29 +55,13 @@ class BenchOptions:
     peers: bool = False
 
 
-def workloads_for(ctx: Context, peers: bool) -> list[Workload]:
-    """The workloads of a run, in order (keep-alive also files the client-memory and resync sections)."""
-    kinds: list[type[Workload]] = [
-        RegisterWorkload,
-        PropagationWorkload,
-        BurstWorkload,
-        DetectionWorkload,
-        KeepaliveWorkload,
-    ]
-    if peers:
-        from discovery.bench._peers import PeersWorkload
-
-        kinds.append(PeersWorkload)
-    return [kind(ctx) for kind in kinds]
-
-
 def _redact(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     query = [(k, "***" if k in ("password", "auth_digest") else v) for k, v in urllib.parse.parse_qsl(parts.query)]
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
-def _probe(target: Target) -> str:
+def _probe(target: BenchTarget) -> str:
     """The server version through the registry; raises when the registry cannot be reached."""
     with target.connect() as registry:
         return registry.backend.server_version()
@@ -95,36 +69,41 @@ def _probe(target: Target) -> str:
 
 def _choose_targets(
     options: BenchOptions, servers: LocalServers | None, naming: Naming
-) -> tuple[list[Target], dict[str, str]]:
+) -> tuple[list[BenchTarget], dict[str, str]]:
     installed = set(discovery.available_backends())
     skipped: dict[str, str] = {}
     if options.urls:
-        targets = [t for t in targets_from_urls(options.urls) if base_label(t.label) in options.backends]
+        targets = [t for t in targets_from_urls(options.urls) if t.backend in options.backends]
     else:
-        targets = [Target("memory", f"memory://bench-{naming.run_id}/discovery-bench", local=True)]
+        # An in-process store needs no server: the run makes its own, private to this process.
+        targets = [
+            BenchTarget(name, f"{name}://bench-{naming.run_id}/discovery-bench", local=True)
+            for name in options.backends
+            if TRAITS[name].in_process
+        ]
         if servers is not None:
             found, skipped = servers.targets([b for b in options.backends if b in installed])
             targets += found
-        targets = [t for t in targets if t.label in options.backends]
-    chosen: list[Target] = []
+    chosen: list[BenchTarget] = []
     for target in targets:
-        backend = base_label(target.label)
-        if backend not in installed:
-            skipped[target.label] = f"backend plugin not installed (pip install {_PLUGINS.get(backend, backend)})"
+        if target.backend not in installed:
+            skipped[target.label] = _not_installed(target.backend)
         else:
             chosen.append(target)
     if not options.urls:
         for backend in options.backends:
             if backend not in installed:
-                skipped.setdefault(
-                    backend, f"backend plugin not installed (pip install {_PLUGINS.get(backend, backend)})"
-                )
+                skipped.setdefault(backend, _not_installed(backend))
     order = {name: i for i, name in enumerate(BACKEND_ORDER)}
-    chosen.sort(key=lambda t: (order.get(base_label(t.label), len(order)), t.label))
+    chosen.sort(key=lambda t: (order.get(t.backend, len(order)), t.label))
     return chosen, skipped
 
 
-def run_bench(options: BenchOptions, out_console: Console, err_console: Console) -> dict[str, Any]:
+def _not_installed(backend: str) -> str:
+    return f"backend plugin not installed (pip install {TRAITS[backend].distribution})"
+
+
+def run_bench(options: BenchOptions, out_console: Console, err_console: Console) -> Report:
     """Run the benchmark and write ``report.json``, ``report.md`` and the plots into ``options.out``.
 
     Returns:
@@ -147,7 +126,7 @@ def run_bench(options: BenchOptions, out_console: Console, err_console: Console)
         targets, skipped = _choose_targets(options, servers, naming)
         versions = servers.versions() if servers is not None else {}
         backends: dict[str, dict[str, Any]] = {}
-        reachable: list[Target] = []
+        reachable: list[BenchTarget] = []
         for target in targets:
             try:
                 version = _probe(target)
@@ -156,10 +135,9 @@ def run_bench(options: BenchOptions, out_console: Console, err_console: Console)
                 continue
             reachable.append(target)
             backends[target.label] = {"url": _redact(target.url), "server_version": version, "local": target.local}
-            if not servers and base_label(target.label) in ("etcd", "etcd2"):
-                versions.setdefault("etcd", version)
-            if not servers and base_label(target.label) == "zookeeper":
-                versions.setdefault("zookeeper", version)
+            server = target.traits.server
+            if not servers and server is not None:
+                versions.setdefault(server, version)
         results = ResultSet([t.label for t in reachable])
         runner = Runner(ctx, reachable, results, err_console)
         try:
@@ -168,7 +146,7 @@ def run_bench(options: BenchOptions, out_console: Console, err_console: Console)
             interrupted = True
             err_console.print("[yellow]interrupted: stopping servers, writing what was measured[/yellow]")
     workloads = results.to_json()
-    report: dict[str, Any] = {
+    report: Report = {
         "schema": SCHEMA,
         "run": {
             "profile": profile.name,
@@ -184,7 +162,7 @@ def run_bench(options: BenchOptions, out_console: Console, err_console: Console)
         "skipped": skipped,
         "workloads": workloads,
         "goals": evaluate_goals(workloads, list(backends)),
-        "parity": load_parity(),
+        "parity": parity_summary(),
     }
     options.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = make_plots(report, options.out)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from discovery.bench.readme import END, START, MarkersMissing, main, render_section, replace_section
+from discovery_bench.report.readme import END, START, MarkersMissing, main, render_section, replace_section
 
 
 def _metric(label: str, unit: str, values: dict[str, float]) -> dict[str, Any]:

@@ -17,11 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 import discovery
-from discovery.bench import bench_command
-from discovery.bench._profiles import get_profile
-from discovery.bench._run import workloads_for
-from discovery.bench._targets import BACKEND_ORDER, Naming
-from discovery.bench._workload import Context
+from discovery_bench import bench_command
+from discovery_bench.harness.targets import BACKEND_ORDER, Naming
+from discovery_bench.profiles import get_profile
+from discovery_bench.workloads import Context, workloads_for
 
 PLOTS = {
     "register_throughput.png",

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from discovery.bench._format import cell_text, number
-from discovery.bench._goals import evaluate_goals
-from discovery.bench._parity import NO_RESULTS, load_parity
-from discovery.bench._results import Metric, Observations, ResultSet
-from discovery.bench._stats import percentile, summarise
-from discovery.bench._targets import Target, targets_from_urls
+from discovery_bench.harness.targets import BenchTarget, targets_from_urls
+from discovery_bench.metrics import Metric
+from discovery_bench.report.format import cell_text, number
+from discovery_bench.report.goals import evaluate_goals
+from discovery_bench.report.parity import NO_RESULTS, parity_summary
+from discovery_bench.report.results import Observations, ResultSet
+from discovery_bench.stats import percentile, summarise
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -91,12 +92,12 @@ def test_goals_are_measured_per_backend() -> None:
 
 
 def test_parity_results_are_read_or_reported_missing(tmp_path: Path) -> None:
-    assert load_parity(tmp_path / "absent")["missing"] == NO_RESULTS
+    assert parity_summary(tmp_path / "absent")["missing"] == NO_RESULTS
     (tmp_path / "etcd.json").write_text(
         json.dumps({"backend": "etcd", "scenarios": [{"scenario": "test_a", "outcome": "passed", "resyncs": 1}]})
     )
     (tmp_path / "broken.json").write_text("{")
-    parity = load_parity(tmp_path)
+    parity = parity_summary(tmp_path)
     assert parity["backends"] == ["etcd"]
     assert parity["scenarios"]["test_a"]["etcd"] == {"outcome": "passed", "resyncs": 1}
     assert "unreadable" not in parity
@@ -108,6 +109,6 @@ def test_targets_from_urls_are_labelled_by_backend() -> None:
     assert targets[1].hosts == [("h1", 1), ("h2", 2)]
     assert targets[2].hosts == [("h3", 2379)]
     assert targets[1].root == "/b"
-    assert Target("zookeeper", "zookeeper://h:1/r?x=1").url_with(session_timeout=2) == (
+    assert BenchTarget("zookeeper", "zookeeper://h:1/r?x=1").url_with(session_timeout=2) == (
         "zookeeper://h:1/r?x=1&session_timeout=2"
     )

@@ -6,8 +6,9 @@
 servers ``discovery servers up`` keeps running, then to ``memory://``. The
 commands live in private modules: :mod:`~discovery.cli._commands` (register,
 watch, tree...), :mod:`~discovery.cli._servers`, :mod:`~discovery.cli._demo`;
-errors become one ``error:`` line and the exit codes of
-:mod:`~discovery.cli._errors`.
+other distributions add theirs (``discovery bench``) through entry points,
+found by :mod:`~discovery.cli._extensions`; errors become one ``error:`` line
+and the exit codes of :mod:`~discovery.cli._errors`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 import click
 
 import discovery
-from discovery.bench import bench_command
 from discovery.capabilities import Capability
 from discovery.cli._commands import COMMANDS
 from discovery.cli._context import PREFERRED_SCHEMES, CliState, configure_logging, make_consoles
 from discovery.cli._demo import demo
 from discovery.cli._errors import ErrorHandlingGroup, exit_codes_epilog
+from discovery.cli._extensions import extension_commands
 from discovery.cli._readme import readme
 from discovery.cli._servers import servers
 from discovery.cli._state import default_state_dir
@@ -100,5 +101,7 @@ def main(
     )
 
 
-for _command in (*COMMANDS, servers, demo, readme, bench_command):
+for _command in (*COMMANDS, servers, demo, readme):
     main.add_command(_command)
+for _name, _command in extension_commands().items():
+    main.add_command(_command, _name)

@@ -4,16 +4,19 @@ Three sections are never edited by hand, each between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers: ``capabilities`` (from the installed
 backends' declarations of capabilities and limits), ``parity`` (from the conformance suite's JSON
 results of the last ``make test``) and ``bench`` (from the benchmark's
-``report.json``). A test checks that the capability section matches the code.
+``report.json``, rendered by the benchmark distribution, found through the
+``discovery.readme_sections`` entry point). A test checks that the capability
+section matches the code.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from discovery.cli._errors import CliError
+from discovery.cli._extensions import KNOWN, readme_sections
 from discovery.cli._render import capability_legend_markdown, capability_table_markdown, limits_table_markdown
 from discovery.testing.parity import load_parity, parity_table_markdown
 
@@ -42,15 +45,6 @@ def capabilities_section() -> str:
     return capability_table_markdown() + "\n" + capability_legend_markdown() + "\n" + limits + limits_table_markdown()
 
 
-def bench_section(report: Path) -> str | None:
-    """The benchmark's README section rendered from ``report``, or None without a report."""
-    if not report.is_file():
-        return None
-    from discovery.bench.readme import render_section
-
-    return render_section(json.loads(report.read_text()), str(report))
-
-
 @click.command("readme")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path("README.md"))
 @click.option(
@@ -77,8 +71,12 @@ def readme(path: Path, parity_dir: Path, report: Path) -> None:
     documents = load_parity(parity_dir)
     if documents:
         text = replace_section(text, "parity", parity_table_markdown(documents))
-    bench = bench_section(report)
-    if bench is not None:
-        text = replace_section(text, "bench", bench)
+    renderers = readme_sections()
+    for name, render in renderers.items():
+        body = render(report)
+        if body is not None:
+            text = replace_section(text, name, body)
     path.write_text(text)
     click.echo(f"updated {path}")
+    if "bench" not in renderers and report.is_file():
+        raise CliError(f"the bench section was left as it was: {KNOWN['bench'].missing()}")

@@ -1,6 +1,6 @@
 """A population holder process: registers instances on command and keeps them alive, for the benchmark to measure.
 
-``python -m discovery.bench._holder URL SERVICE TTL`` connects, prints
+``python -m discovery_bench.harness.holder URL SERVICE TTL`` connects, prints
 ``connected``, then reads commands on standard input, one a line:
 
 - ``grow N``: register instances ``p0``..``p<N-1>`` not yet registered; prints ``ready N``;

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from discovery.bench._results import Observations, ResultSet
-from discovery.bench._targets import Target
-from discovery.bench._workload import Context, Workload
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.report.results import Observations, ResultSet
+from discovery_bench.workloads.base import Context, Workload
 
-_log = logging.getLogger("discovery.bench")
+_log = logging.getLogger("discovery_bench")
 
 
 def _describe(exc: BaseException) -> str:
@@ -35,7 +35,7 @@ def _describe(exc: BaseException) -> str:
 class Runner:
     """Runs workloads over targets and files what they observe in a :class:`ResultSet`."""
 
-    def __init__(self, ctx: Context, targets: Sequence[Target], results: ResultSet, console: Console) -> None:
+    def __init__(self, ctx: Context, targets: Sequence[BenchTarget], results: ResultSet, console: Console) -> None:
         self.ctx = ctx
         self.targets = list(targets)
         self.results = results
@@ -89,7 +89,7 @@ class Runner:
             yield (lambda text: progress.update(task, description=text)), (lambda: progress.advance(task))
 
     def _run_one(self, workload: Workload, describe: Callable[[str], None], advance: Callable[[], None]) -> None:
-        active: list[Target] = []
+        active: list[BenchTarget] = []
         for target in self.targets:
             reason = workload.applies(target)
             if reason is not None:
@@ -129,7 +129,7 @@ class Runner:
                 except Exception as exc:
                     self.results.error(workload.name, target.label, f"teardown: {_describe(exc)}", [])
 
-    def _round(self, workload: Workload, target: Target, round_index: int) -> None:
+    def _round(self, workload: Workload, target: BenchTarget, round_index: int) -> None:
         try:
             observations = workload.run(target, round_index)
         except Exception as exc:
@@ -139,10 +139,10 @@ class Runner:
         if round_index >= 0:
             self.results.record(workload.name, target.label, observations, workload.metrics())
 
-    def _concurrent_round(self, workload: Workload, targets: list[Target], round_index: int) -> None:
+    def _concurrent_round(self, workload: Workload, targets: list[BenchTarget], round_index: int) -> None:
         outcomes: dict[str, Observations | BaseException] = {}
 
-        def one(target: Target) -> None:
+        def one(target: BenchTarget) -> None:
             try:
                 outcomes[target.label] = workload.run(target, round_index)
             except Exception as exc:

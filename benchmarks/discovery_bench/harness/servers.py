@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from discovery.bench._targets import Target
 from discovery.servers import EtcdCluster, ZooKeeperCluster
+from discovery_bench.harness.targets import TRAITS, BenchTarget
 
 ROOT = "/discovery-bench"
+
+Cluster = EtcdCluster | ZooKeeperCluster
+
+_SERVERS: dict[str, tuple[str, Callable[[], Cluster]]] = {
+    "etcd": ("etcd", lambda: EtcdCluster(1, enable_v2=True)),
+    "zookeeper": ("ZooKeeper", lambda: ZooKeeperCluster(1)),
+}
+"""Per server program (a backend trait): its name in messages, and how to make a one-member cluster."""
 
 
 @dataclass
@@ -26,40 +34,33 @@ class LocalServers:
     """The servers started for a run and what became of each.
 
     Attributes:
-        etcd: the etcd cluster, when it started.
-        zookeeper: the ZooKeeper cluster, when it started.
-        failures: per server kind, why it could not start.
+        clusters: per server program, the cluster that started.
+        failures: per server program, why it could not start.
     """
 
-    etcd: EtcdCluster | None = None
-    zookeeper: ZooKeeperCluster | None = None
+    clusters: dict[str, Cluster] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
 
-    def targets(self, wanted: list[str]) -> tuple[list[Target], dict[str, str]]:
-        """The targets for the wanted backends, and the reasons the others are skipped."""
-        targets: list[Target] = []
+    def targets(self, wanted: list[str]) -> tuple[list[BenchTarget], dict[str, str]]:
+        """The targets for the wanted backends that need a server, and the reasons the others are skipped."""
+        targets: list[BenchTarget] = []
         skipped: dict[str, str] = {}
         for label in wanted:
-            if label == "memory":
+            server = TRAITS[label].server
+            if server is None:
                 continue
-            if label in ("etcd", "etcd2"):
-                if self.etcd is None:
-                    skipped[label] = f"etcd did not start: {self.failures.get('etcd', 'not requested')}"
-                else:
-                    targets.append(Target(label, self.etcd.url(label, root=ROOT), local=True))
-            elif label == "zookeeper":
-                if self.zookeeper is None:
-                    skipped[label] = f"ZooKeeper did not start: {self.failures.get('zookeeper', 'not requested')}"
-                else:
-                    targets.append(Target(label, self.zookeeper.url("zookeeper", root=ROOT), local=True))
+            cluster = self.clusters.get(server)
+            if cluster is None:
+                reason = self.failures.get(server, "not requested")
+                skipped[label] = f"{_SERVERS[server][0]} did not start: {reason}"
+            else:
+                targets.append(BenchTarget(label, cluster.url(label, root=ROOT), local=True))
         return targets, skipped
 
     def versions(self) -> dict[str, str]:
         """The servers' versions, ``"unknown"`` where one does not say."""
         versions: dict[str, str] = {}
-        for name, cluster in (("etcd", self.etcd), ("zookeeper", self.zookeeper)):
-            if cluster is None:
-                continue
+        for name, cluster in self.clusters.items():
             try:
                 versions[name] = cluster.version()
             except Exception:  # a version is decoration; a failing request must not end the run
@@ -67,26 +68,19 @@ class LocalServers:
         return versions
 
 
-def _start(kind: str, servers: LocalServers) -> None:
+def _start(server: str, servers: LocalServers) -> None:
     try:
-        if kind == "etcd":
-            servers.etcd = EtcdCluster(1, enable_v2=True).start()
-        else:
-            servers.zookeeper = ZooKeeperCluster(1).start()
+        servers.clusters[server] = _SERVERS[server][1]().start()
     except Exception as exc:  # reported as a skipped backend, never a fake number
-        servers.failures[kind] = f"{type(exc).__name__}: {exc}"
+        servers.failures[server] = f"{type(exc).__name__}: {exc}"
 
 
 @contextlib.contextmanager
 def local_servers(wanted: list[str]) -> Iterator[LocalServers]:
     """Start the servers the wanted backends need, yield them, stop them however the block ends."""
     servers = LocalServers()
-    kinds = []
-    if {"etcd", "etcd2"} & set(wanted):
-        kinds.append("etcd")
-    if "zookeeper" in wanted:
-        kinds.append("zookeeper")
-    threads = [threading.Thread(target=_start, args=(kind, servers), name=f"bench-start-{kind}") for kind in kinds]
+    needed = [server for server in _SERVERS if any(TRAITS[label].server == server for label in wanted)]
+    threads = [threading.Thread(target=_start, args=(kind, servers), name=f"bench-start-{kind}") for kind in needed]
     try:
         for thread in threads:
             thread.start()
@@ -96,6 +90,7 @@ def local_servers(wanted: list[str]) -> Iterator[LocalServers]:
     finally:
         for thread in threads:
             thread.join()
-        for cluster in (servers.zookeeper, servers.etcd):
+        for server in reversed(needed):
+            cluster = servers.clusters.get(server)
             if cluster is not None:
                 cluster.stop()

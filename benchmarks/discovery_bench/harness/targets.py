@@ -1,11 +1,14 @@
-"""The registries a run measures: one :class:`Target` per backend, named by its label.
+"""The registries a run measures: one :class:`BenchTarget` per backend, named by its label, with its traits.
 
 A target is a registry URL plus what the workloads need to know about it: the
-backend label (``memory``, ``etcd``, ``etcd2``, ``zookeeper``), the hosts for
-bare clients and server counters, the root, and URLs with extra options (the
-ZooKeeper session timeout that plays the ttl). :class:`Naming` gives every
-run its own service paths (``bench-<run id>/<workload>/...``), so a run
-against an existing registry never collides with its data or a previous run.
+backend label (``memory``, ``etcd``, ``etcd2``, ``zookeeper``), the backend's
+:class:`Traits` (in process or behind a server, whether the ttl is the session
+timeout...), declared once in :data:`TRAITS` so a workload asks a trait and
+never compares backend names, the hosts for bare clients and server counters,
+the root, and URLs with extra options (the session timeout that plays the
+ttl). :class:`Naming` gives every run its own service paths
+(``bench-<run id>/<workload>/...``), so a run against an existing registry
+never collides with its data or a previous run.
 """
 
 from __future__ import annotations
@@ -17,9 +20,54 @@ from typing import Any
 
 import discovery
 
-BACKEND_ORDER = ("memory", "etcd", "etcd2", "zookeeper")
 _ALIASES = {"zk": "zookeeper"}
-_DEFAULT_PORTS = {"etcd": 2379, "etcd2": 2379, "zookeeper": 2181}
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What the workloads must know about a backend, declared once per backend rather than tested by name.
+
+    Attributes:
+        in_process: the store lives inside the registry's own process (memory://): another
+            process cannot see it, so registrants are in-process registries whose backend
+            is abandoned instead of processes killed.
+        server: the server program behind it (``"etcd"``, ``"zookeeper"``); None in process.
+        default_port: the port a URL without one means.
+        ttl_is_session_timeout: instances live as long as the client's session, whose timeout
+            is a connection option (ZooKeeper), rather than a ttl given per registration.
+        pipelined_raw_client: the bare client can pipeline writes (kazoo ``create_async``),
+            a baseline worth measuring of its own.
+        distribution: the distribution that provides the backend plugin.
+    """
+
+    in_process: bool = False
+    server: str | None = None
+    default_port: int = 0
+    ttl_is_session_timeout: bool = False
+    pipelined_raw_client: bool = False
+    distribution: str = "discovery-registry"
+
+    @property
+    def has_server(self) -> bool:
+        """Whether a server receives the requests (with its own counters and version)."""
+        return self.server is not None
+
+
+TRAITS: dict[str, Traits] = {
+    "memory": Traits(in_process=True),
+    "etcd": Traits(server="etcd", default_port=2379, distribution="discovery-registry-etcd"),
+    "etcd2": Traits(server="etcd", default_port=2379, distribution="discovery-registry-etcd"),
+    "zookeeper": Traits(
+        server="zookeeper",
+        default_port=2181,
+        ttl_is_session_timeout=True,
+        pipelined_raw_client=True,
+        distribution="discovery-registry-zookeeper",
+    ),
+}
+"""Every backend the benchmark knows, in report order, with its traits."""
+
+BACKEND_ORDER = tuple(TRAITS)
 
 
 def backend_label(scheme: str) -> str:
@@ -28,12 +76,17 @@ def backend_label(scheme: str) -> str:
     return _ALIASES.get(scheme, scheme)
 
 
+def base_label(label: str) -> str:
+    """The backend of a target label (``etcd#2`` is ``etcd``)."""
+    return label.split("#", 1)[0]
+
+
 @dataclass(frozen=True)
-class Target:
+class BenchTarget:
     """One registry under test.
 
     Attributes:
-        label: the backend label used as the report's column.
+        label: the backend label used as the report's column (``etcd``, ``etcd#2``).
         url: the registry URL (scheme, hosts, root, options).
         local: whether the benchmark started its server itself.
     """
@@ -41,6 +94,20 @@ class Target:
     label: str
     url: str
     local: bool = False
+
+    @property
+    def backend(self) -> str:
+        """The backend measured (the label without its ``#2``)."""
+        return base_label(self.label)
+
+    @property
+    def traits(self) -> Traits:
+        """The backend's traits.
+
+        Raises:
+            KeyError: a backend the benchmark does not know.
+        """
+        return TRAITS[self.backend]
 
     @property
     def scheme(self) -> str:
@@ -51,7 +118,7 @@ class Target:
     def hosts(self) -> list[tuple[str, int]]:
         """``(host, port)`` pairs of the URL, with the backend's default port filled in."""
         netloc = urllib.parse.urlsplit(self.url).netloc
-        default = _DEFAULT_PORTS.get(self.label.split("#", 1)[0], 0)
+        default = self.traits.default_port
         pairs: list[tuple[str, int]] = []
         for part in filter(None, netloc.split(",")):
             host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
@@ -82,29 +149,24 @@ class Target:
     def session_options(self, ttl: float) -> dict[str, Any]:
         """Connection options that make an abandoned registrant's instances expire after ``ttl``.
 
-        ZooKeeper's instances live as long as the session, whose timeout is a
-        connection option; the other backends take the ttl per registration.
+        Where instances live as long as the session (ZooKeeper), its timeout is
+        a connection option; the other backends take the ttl per registration.
         """
-        return {"session_timeout": ttl} if self.label == "zookeeper" else {}
+        return {"session_timeout": ttl} if self.traits.ttl_is_session_timeout else {}
 
 
-def targets_from_urls(urls: list[str]) -> list[Target]:
+def targets_from_urls(urls: list[str]) -> list[BenchTarget]:
     """Targets for registry URLs given on the command line, labelled by backend.
 
     A second URL of the same backend gets ``#2`` after its label.
     """
-    targets: list[Target] = []
+    targets: list[BenchTarget] = []
     seen: dict[str, int] = {}
     for url in urls:
         label = backend_label(urllib.parse.urlsplit(url).scheme)
         seen[label] = seen.get(label, 0) + 1
-        targets.append(Target(label if seen[label] == 1 else f"{label}#{seen[label]}", url))
+        targets.append(BenchTarget(label if seen[label] == 1 else f"{label}#{seen[label]}", url))
     return targets
-
-
-def base_label(label: str) -> str:
-    """The backend of a target label (``etcd#2`` is ``etcd``)."""
-    return label.split("#", 1)[0]
 
 
 class Naming:

@@ -17,55 +17,42 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+
 Workloads = dict[str, Any]
 Verdict = dict[str, Any]
 
-
-def _cell(workloads: Workloads, section: str, key: str, backend: str) -> dict[str, Any] | None:
-    cell = workloads.get(section, {}).get("metrics", {}).get(key, {}).get("backends", {}).get(backend)
-    return cell if isinstance(cell, dict) and "median" in cell else None
-
-
-def _keys(workloads: Workloads, section: str, prefix: str) -> list[str]:
-    return [key for key in workloads.get(section, {}).get("metrics", {}) if key.startswith(prefix)]
-
-
-def _median(workloads: Workloads, section: str, key: str, backend: str) -> float | None:
-    cell = _cell(workloads, section, key, backend)
-    return float(cell["median"]) if cell is not None else None
+_NOT_MEASURED: Verdict = {"met": None, "value": None, "display": "not measured"}
 
 
 def _events_lost(workloads: Workloads, backend: str) -> Verdict:
+    """Events lost in the worst round of every workload that counts them, added up."""
     lost = 0.0
     measured = False
-    for entry in workloads.get("propagation", {}).get("params", {}).get("rates", []):
-        cell = _cell(workloads, "propagation", f"delivered_{entry['tag']}", backend)
+    for entry in workloads.get(m.DELIVERED.section, {}).get("params", {}).get("rates", []):
+        cell = m.DELIVERED.cell(workloads, backend, m.DELIVERED.key_at(entry["tag"]))
         if cell is not None:
             measured = True
-            lost += round((1 - float(cell["min"])) * int(entry["writes"]))
-    counted = [("burst", "lost"), ("resync", "gap_missing")]
-    counted += [("detection", key) for key in _keys(workloads, "detection", "missed_ttl")]
-    for section, key in counted:
-        cell = _cell(workloads, section, key, backend)
-        if cell is not None:
+            lost += round((1 - m.DELIVERED.worst_round(cell)) * int(entry["writes"]))
+    for metric in (m.BURST_LOST, m.GAP_MISSING, m.MISSED):
+        for cell in metric.cells(workloads, backend):
             measured = True
-            lost += float(cell["max"])
+            lost += metric.worst_round(cell)
     if not measured:
-        return {"met": None, "value": None, "display": "not measured"}
+        return dict(_NOT_MEASURED)
     return {"met": lost == 0, "value": lost, "display": f"{lost:,.0f} lost"}
 
 
-def _worst(
-    workloads: Workloads, backend: str, section: str, prefix: str, pick: Callable[[list[float]], float]
-) -> float | None:
-    values = [_median(workloads, section, key, backend) for key in _keys(workloads, section, prefix)]
-    present = [value for value in values if value is not None]
-    return pick(present) if present else None
+def _worst(workloads: Workloads, backend: str, metric: Metric) -> float | None:
+    """The worst median among the members of ``metric`` (every rate, concurrency or ttl measured)."""
+    medians = [float(cell["median"]) for cell in metric.cells(workloads, backend)]
+    return metric.worst(medians) if medians else None
 
 
 def _threshold(value: float | None, ok: Callable[[float], bool], display: Callable[[float], str]) -> Verdict:
     if value is None:
-        return {"met": None, "value": None, "display": "not measured"}
+        return dict(_NOT_MEASURED)
     return {"met": ok(value), "value": value, "display": display(value)}
 
 
@@ -74,26 +61,22 @@ GOALS: list[tuple[str, str, Callable[[Workloads, str], Verdict]]] = [
     (
         "register_ratio",
         "registry ÷ raw registration rate ≥ 0.9",
-        lambda w, b: _threshold(_worst(w, b, "register", "ratio_c", min), lambda v: v >= 0.9, lambda v: f"{v:.3f}"),
+        lambda w, b: _threshold(_worst(w, b, m.REGISTER_RATIO), lambda v: v >= 0.9, lambda v: f"{v:.3f}"),
     ),
     (
         "watch_p99",
         "watch p99 ≤ 1.5 x raw client's",
-        lambda w, b: _threshold(
-            _worst(w, b, "propagation", "p99_vs_raw_", max), lambda v: v <= 1.5, lambda v: f"{v:.2f}x"
-        ),
+        lambda w, b: _threshold(_worst(w, b, m.P99_VS_RAW), lambda v: v <= 1.5, lambda v: f"{v:.2f}x"),
     ),
     (
         "detection",
         "failure detection ≤ ttl + 1 s",
-        lambda w, b: _threshold(
-            _worst(w, b, "detection", "excess_s_ttl", max), lambda v: v <= 1.0, lambda v: f"ttl {v:+.2f} s"
-        ),
+        lambda w, b: _threshold(_worst(w, b, m.EXCESS_S), lambda v: v <= 1.0, lambda v: f"ttl {v:+.2f} s"),
     ),
     (
         "resync",
         "10,000-instance resync ≤ 2 s",
-        lambda w, b: _threshold(_median(w, "resync", "gap_converged_s", b), lambda v: v <= 2.0, lambda v: f"{v:.2f} s"),
+        lambda w, b: _threshold(_worst(w, b, m.GAP_CONVERGED_S), lambda v: v <= 2.0, lambda v: f"{v:.2f} s"),
     ),
 ]
 
@@ -113,7 +96,7 @@ def evaluate_goals(workloads: Workloads, backends: list[str]) -> list[dict[str, 
                 "measured": len(measured),
             }
         )
-    instances = workloads.get("resync", {}).get("params", {}).get("instances")
+    instances = workloads.get(m.GAP_CONVERGED_S.section, {}).get("params", {}).get("instances")
     if isinstance(instances, int) and instances != 10_000:
         goals[-1]["note"] = f"measured with {instances:,} instances"
     return goals

@@ -1,25 +1,19 @@
-"""The report files: ``report.json`` (everything, the source of the rest) and ``report.md`` rendered from it.
+"""``report.md``, rendered from ``report.json`` alone.
 
-``report.json`` holds the run (profile, duration, whether it was
-interrupted), the machine, the backends measured and those skipped with the
-reason, every workload's metrics per backend (median, min, max and every
-observation, or why there is none), latency samples for the plots, the goals'
-verdicts, the parity table and the plots' file names. ``report.md`` is a
-pure function of it: goals, then one table per workload with the backends
-side by side, the plots, the parity table and the machine.
+A pure function of the report: the headline, the goals, then one table per
+workload with the backends side by side and how each figure is computed per
+round, the plots, the parity table and the machine.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from discovery.bench._format import cell_text, headline_rows, na_reason
-from discovery.bench._parity import NO_RESULTS
-
-Report = dict[str, Any]
-SCHEMA = 1
+from discovery_bench.metrics import Metric
+from discovery_bench.report.document import Report
+from discovery_bench.report.format import cell_text, na_reason
+from discovery_bench.report.headline import headline_rows
+from discovery_bench.report.parity import NO_RESULTS
 
 # Which plot illustrates which section.
 PLOT_SECTIONS = {
@@ -29,11 +23,6 @@ PLOT_SECTIONS = {
     "detection": ["detection_vs_ttl.png"],
     "keepalive": ["keepalive_cost.png"],
 }
-
-
-def write_json(report: Report, path: Path) -> None:
-    """Write ``report.json``."""
-    path.write_text(json.dumps(report, indent=1, sort_keys=False) + "\n")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -79,7 +68,7 @@ def render_markdown(report: Report) -> str:
         f"{machine.get('memory_gib', '?')} GiB, {machine.get('os', '?')}; {machine.get('python', '?')}; "
         f"etcd {machine.get('etcd', '?')}, ZooKeeper {machine.get('zookeeper', '?')}.",
         "",
-        "Each cell: median over rounds, then (min-max) when rounds differ. Regenerate with "
+        f"Each cell: {Metric.over_rounds}; the last column says what one round contributes. Regenerate with "
         f"`discovery bench --profile {run.get('profile', 'default')}`.",
         "",
     ]
@@ -102,10 +91,15 @@ def render_markdown(report: Report) -> str:
         shown = {k: v for k, v in params.items() if not isinstance(v, dict)}
         if shown:
             lines += ["Parameters: " + ", ".join(f"{k} = {_param(v)}" for k, v in shown.items()), ""]
-        rows = []
-        for metric in section["metrics"].values():
-            rows.append([metric["label"], *(cell_text(metric["backends"].get(b), metric) for b in backends)])
-        lines += _table(["", *backends], rows)
+        rows = [
+            [
+                metric["label"],
+                *(cell_text(metric["backends"].get(b), metric) for b in backends),
+                metric.get("per_round", ""),
+            ]
+            for metric in section["metrics"].values()
+        ]
+        lines += _table(["", *backends, "per round"], rows)
         reasons = sorted(
             {
                 f"{b}: {na_reason(metric['backends'].get(b))}"

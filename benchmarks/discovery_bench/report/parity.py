@@ -1,4 +1,4 @@
-"""The parity table: the conformance suite's outcome per scenario and backend, read from its JSON results.
+"""The report's parity table: the conformance suite's outcome per scenario and backend, from its JSON results.
 
 ``discovery.testing.plugin`` writes one ``parity-results/<backend>.json`` per
 backend label when the suite runs (``make test``): ``{"backend": label,
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from discovery.testing.parity import load_parity as read_parity
+from discovery.testing.parity import load_parity
 
 NO_RESULTS = "no parity results found: run make test"
 
@@ -24,15 +24,16 @@ def parity_directory() -> Path:
     return Path(os.environ.get("DISCOVERY_PARITY_DIR", "parity-results"))
 
 
-def load_parity(directory: Path | None = None) -> dict[str, Any]:
-    """The parity table: ``{"source", "backends", "scenarios": {name: {backend: outcome}}}``, or a ``missing`` note.
+def parity_summary(directory: Path | None = None) -> dict[str, Any]:
+    """The suite's results as one table for the report, or a ``missing`` note; invalid files are skipped.
 
-    Files that are not valid results are skipped.
+    Returns:
+        ``{"source", "backends", "scenarios": {name: {backend: outcome}}}``, or ``{"source", "missing"}``.
     """
     directory = parity_directory() if directory is None else directory
     backends: list[str] = []
     scenarios: dict[str, dict[str, dict[str, Any]]] = {}
-    for document in read_parity(directory):
+    for document in load_parity(directory):
         label = str(document["backend"])
         backends.append(label)
         for entry in document["scenarios"]:

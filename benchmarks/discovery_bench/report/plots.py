@@ -13,21 +13,18 @@ global state are involved.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 
-Report = dict[str, Any]
+from discovery_bench.harness.targets import base_label
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.document import Report
+
 _COLOURS = {"memory": "#7f7f7f", "etcd": "#1f77b4", "etcd2": "#2ca02c", "zookeeper": "#d62728"}
 
 
 def _colour(backend: str) -> str:
-    return _COLOURS.get(backend.split("#", 1)[0], "#9467bd")
-
-
-def _cell(report: Report, section: str, key: str, backend: str) -> dict[str, Any] | None:
-    cell = report.get("workloads", {}).get(section, {}).get("metrics", {}).get(key, {}).get("backends", {}).get(backend)
-    return cell if isinstance(cell, dict) and "median" in cell else None
+    return _COLOURS.get(base_label(backend), "#9467bd")
 
 
 def _save(figure: Figure, path: Path) -> str:
@@ -37,18 +34,21 @@ def _save(figure: Figure, path: Path) -> str:
 
 
 def _register(report: Report, backends: list[str], out: Path) -> str | None:
-    section = report.get("workloads", {}).get("register")
+    workloads = report.get("workloads", {})
+    section = workloads.get(m.REGISTRY_RATE.section)
     if not section:
         return None
-    series = [key for key in section["metrics"] if key.startswith(("registry_c", "raw_c"))]
+    series = [
+        (key, metric) for key in section["metrics"] for metric in (m.REGISTRY_RATE, m.RAW_RATE) if metric.matches(key)
+    ]
     figure = Figure(figsize=(8, 4.5))
     axes = figure.add_subplot()
     width = 0.8 / max(1, len(series))
     drawn = False
-    for i, key in enumerate(series):
+    for i, (key, metric) in enumerate(series):
         xs, heights, low, high = [], [], [], []
         for j, backend in enumerate(backends):
-            cell = _cell(report, "register", key, backend)
+            cell = metric.cell(workloads, backend, key)
             if cell is None:
                 continue
             xs.append(j + (i - (len(series) - 1) / 2) * width)
@@ -57,7 +57,7 @@ def _register(report: Report, backends: list[str], out: Path) -> str | None:
             high.append(cell["max"] - cell["median"])
         if xs:
             drawn = True
-            hatch = "//" if key.startswith("raw") else None
+            hatch = "//" if metric is m.RAW_RATE else None
             axes.bar(xs, heights, width, yerr=[low, high], label=section["metrics"][key]["label"], hatch=hatch)
     if not drawn:
         return None
@@ -70,7 +70,7 @@ def _register(report: Report, backends: list[str], out: Path) -> str | None:
 
 
 def _propagation(report: Report, backends: list[str], out: Path) -> str | None:
-    section = report.get("workloads", {}).get("propagation")
+    section = report.get("workloads", {}).get(m.P99_MS.section)
     if not section or not section.get("samples"):
         return None
     rates = section["params"].get("rates", [])
@@ -78,12 +78,14 @@ def _propagation(report: Report, backends: list[str], out: Path) -> str | None:
     for i, entry in enumerate(rates, 1):
         axes = figure.add_subplot(1, len(rates), i)
         for backend in backends:
-            for prefix, style in (("", "-"), ("raw_", "--")):
-                samples = sorted(section["samples"].get(f"{prefix}latency_ms_{entry['tag']}", {}).get(backend, []))
+            for series, style, label in (
+                (m.LATENCY_SERIES, "-", backend),
+                (m.RAW_LATENCY_SERIES, "--", f"{backend} raw"),
+            ):
+                samples = sorted(section["samples"].get(series.format(entry["tag"]), {}).get(backend, []))
                 if not samples:
                     continue
                 fractions = [(k + 1) / len(samples) for k in range(len(samples))]
-                label = backend if not prefix else f"{backend} raw"
                 axes.plot(samples, fractions, style, color=_colour(backend), label=label, linewidth=1.2)
         axes.set_xscale("log")
         axes.set_xlabel("write → consumer latency, ms (log)")
@@ -96,15 +98,19 @@ def _propagation(report: Report, backends: list[str], out: Path) -> str | None:
 
 
 def _burst(report: Report, backends: list[str], out: Path) -> str | None:
-    if "burst" not in report.get("workloads", {}):
+    workloads = report.get("workloads", {})
+    if m.BURST_DELIVERED.section not in workloads:
         return None
     figure = Figure(figsize=(7, 4))
     axes = figure.add_subplot()
     drawn = False
-    for offset, key, label in ((-0.2, "delivered", "discovery watch"), (0.2, "naive_delivered", "naive re-watch loop")):
+    for offset, metric, label in (
+        (-0.2, m.BURST_DELIVERED, "discovery watch"),
+        (0.2, m.NAIVE_DELIVERED, "naive re-watch loop"),
+    ):
         xs, heights = [], []
         for j, backend in enumerate(backends):
-            cell = _cell(report, "burst", key, backend)
+            cell = metric.cell(workloads, backend)
             if cell is not None:
                 xs.append(j + offset)
                 heights.append(cell["median"])
@@ -122,17 +128,18 @@ def _burst(report: Report, backends: list[str], out: Path) -> str | None:
 
 
 def _keepalive(report: Report, backends: list[str], out: Path) -> str | None:
-    section = report.get("workloads", {}).get("keepalive")
+    workloads = report.get("workloads", {})
+    section = workloads.get(m.REQUESTS_PER_S.section)
     if not section:
         return None
     sizes = section["params"].get("sizes", [])
     figure = Figure(figsize=(10, 4))
     drawn = False
-    for i, (prefix, ylabel) in enumerate((("requests_per_s_", "server requests/s"), ("cpu_pct_", "client CPU, %")), 1):
+    for i, (metric, ylabel) in enumerate(((m.REQUESTS_PER_S, "server requests/s"), (m.CPU_PCT, "client CPU, %")), 1):
         axes = figure.add_subplot(1, 2, i)
         lowest = float("inf")
         for backend in backends:
-            points = [(n, c["median"]) for n in sizes if (c := _cell(report, "keepalive", f"{prefix}{n}", backend))]
+            points = [(n, c["median"]) for n in sizes if (c := metric.cell(workloads, backend, metric.key_at(str(n))))]
             if points:
                 drawn = True
                 lowest = min(lowest, *(y for _, y in points))
@@ -155,7 +162,8 @@ def _keepalive(report: Report, backends: list[str], out: Path) -> str | None:
 
 
 def _detection(report: Report, backends: list[str], out: Path) -> str | None:
-    section = report.get("workloads", {}).get("detection")
+    workloads = report.get("workloads", {})
+    section = workloads.get(m.DETECT_S.section)
     if not section:
         return None
     ttls = section["params"].get("ttls_s", [])
@@ -165,7 +173,7 @@ def _detection(report: Report, backends: list[str], out: Path) -> str | None:
     for j, backend in enumerate(backends):
         xs, ys = [], []
         for ttl in ttls:
-            cell = _cell(report, "detection", f"detect_s_ttl{ttl:g}", backend)
+            cell = m.DETECT_S.cell(workloads, backend, m.DETECT_S.key_at(m.ttl_tag(ttl)))
             for value in (cell or {}).get("values", []):
                 xs.append(ttl + (j - (len(backends) - 1) / 2) * 0.08)
                 ys.append(value)

@@ -1,45 +1,30 @@
-"""The results model: what a workload declares it measures and what each round observed.
+"""The results model: what each round observed, gathered for the whole run into ``report.json``'s workloads.
 
-A workload declares its metrics (:class:`Metric`: key, label, unit, which way
-is better, and the report section it belongs to). One round on one backend
-returns an :class:`Observations`: values per metric (several per round where
-a round repeats a measurement, like the failure-detection repetitions),
-metrics that do not apply to this backend with the reason, latency samples for
-the plots, and notes. :class:`ResultSet` gathers them for the whole run and
-turns them into the JSON document of ``report.json``; a metric without a value
-always says why, so the report never shows a blank where a number belongs.
+A workload declares its metrics (:class:`~discovery_bench.metrics.Metric`,
+from the catalogue). One round on one backend returns an
+:class:`Observations`: the round's samples reduced by each metric's own
+per-round statistic (several values where a round repeats a measurement,
+like the failure-detection kills), metrics that do not apply to this backend
+with the reason, latency samples for the plots, and notes; ratios of two
+metrics of the same round are derived when the round is filed.
+:class:`ResultSet` gathers them for the whole run and turns them into the JSON
+document of ``report.json``, each cell summarised by its metric; a metric
+without a value always says why, so the report never shows a blank where a
+number belongs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from discovery.bench._stats import summarise
+from discovery_bench.metrics import Metric
+from discovery_bench.stats import ratio
 
-Better = Literal["higher", "lower", ""]
 
-
-@dataclass(frozen=True)
-class Metric:
-    """One number a workload reports per backend.
-
-    Attributes:
-        key: stable identifier in ``report.json``.
-        label: row title in the report tables.
-        unit: the unit shown after the value (``"/s"``, ``"ms"``, ``"s"``, ``""``).
-        better: ``"higher"``, ``"lower"`` or ``""`` when neither.
-        section: the report section (workload name) it is filed under; the
-            producing workload's own when empty.
-        digits: significant digits to show.
-    """
-
-    key: str
-    label: str
-    unit: str = ""
-    better: Better = ""
-    section: str = ""
-    digits: int = 3
+def _key(metric: Metric | str) -> str:
+    return metric if isinstance(metric, str) else metric.key
 
 
 @dataclass
@@ -66,16 +51,36 @@ class Observations:
         """Add a remark for the report, under ``section`` (the producing workload's own by default)."""
         self.notes.setdefault(section, []).append(text)
 
-    def add(self, key: str, value: float | None, reason: str = "no value") -> None:
-        """Record ``value`` for ``key``; None records ``reason`` as why there is none."""
-        if value is None:
-            self.unavailable.setdefault(key, reason)
-        else:
-            self.values.setdefault(key, []).append(float(value))
+    def observe(self, metric: Metric, samples: Sequence[float], reason: str = "no value") -> None:
+        """Record the round's ``samples`` for ``metric``, reduced by its per-round statistic.
 
-    def na(self, key: str, reason: str) -> None:
-        """Mark ``key`` as not applicable here, with the reason."""
-        self.unavailable[key] = reason
+        When that leaves nothing (no samples), ``reason`` says why there is no value.
+        """
+        observations = metric.per_round.reduce(samples)
+        if observations:
+            self.values.setdefault(metric.key, []).extend(float(value) for value in observations)
+        else:
+            self.unavailable.setdefault(metric.key, reason)
+
+    def add(self, metric: Metric | str, value: float | None, reason: str = "no value") -> None:
+        """Record one measured ``value`` for ``metric``; None records ``reason`` as why there is none."""
+        if value is None:
+            self.unavailable.setdefault(_key(metric), reason)
+        else:
+            self.values.setdefault(_key(metric), []).append(float(value))
+
+    def na(self, metric: Metric | str, reason: str) -> None:
+        """Mark ``metric`` as not applicable here, with the reason."""
+        self.unavailable[_key(metric)] = reason
+
+    def derive(self, metrics: Sequence[Metric]) -> None:
+        """Add the ratios among ``metrics`` from this round's values of their operands."""
+        for metric in metrics:
+            if metric.per_round.ratio is None or metric.key in self.values:
+                continue
+            numerator, denominator = (self.values.get(key, []) for key in metric.per_round.ratio)
+            value = ratio(numerator[0], denominator[0]) if len(numerator) == len(denominator) == 1 else None
+            self.add(metric, value)
 
     def failed(self, keys: list[str], message: str, section: str = "") -> None:
         """Record that measuring ``keys`` failed with ``message`` (shown as an error in the report)."""
@@ -126,7 +131,8 @@ class ResultSet:
         return self.sections[section].cells.setdefault((key, backend), _Cell())
 
     def record(self, workload: str, backend: str, observations: Observations, metrics: list[Metric]) -> None:
-        """File one round's observations under each metric's section."""
+        """File one round's observations under each metric's section, with the ratios derived."""
+        observations.derive(metrics)
         home = {metric.key: metric.section or workload for metric in metrics}
         for key, values in observations.values.items():
             self._cell(home.get(key, workload), key, backend).values.extend(values)
@@ -160,12 +166,13 @@ class ResultSet:
             for metric in section.metrics:
                 per_backend: dict[str, Any] = {}
                 for backend in self.backends:
-                    per_backend[backend] = _cell_json(section.cells.get((metric.key, backend)))
+                    per_backend[backend] = _cell_json(metric, section.cells.get((metric.key, backend)))
                 metrics[metric.key] = {
                     "label": metric.label,
                     "unit": metric.unit,
                     "better": metric.better,
                     "digits": metric.digits,
+                    "per_round": metric.per_round.describe,
                     "backends": per_backend,
                 }
             document[name] = {
@@ -182,11 +189,11 @@ class ResultSet:
         return document
 
 
-def _cell_json(cell: _Cell | None) -> dict[str, Any]:
+def _cell_json(metric: Metric, cell: _Cell | None) -> dict[str, Any]:
     if cell is None:
         return {"na": "not measured"}
     if cell.values:
-        entry: dict[str, Any] = dict(summarise(cell.values))
+        entry: dict[str, Any] = dict(metric.summarise(cell.values))
         entry["values"] = [round(value, 6) for value in cell.values]
         if cell.errors:
             entry["errors"] = cell.errors

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from discovery.bench._format import headline_rows
-
-Report = dict[str, Any]
+from discovery_bench.report.document import Report
+from discovery_bench.report.headline import headline_rows
 
 
 def print_summary(report: Report, console: Console, out: Path) -> None:

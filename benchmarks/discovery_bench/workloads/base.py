@@ -17,10 +17,11 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from discovery.bench._procs import Children
-from discovery.bench._profiles import Profile
-from discovery.bench._results import Metric, Observations
-from discovery.bench._targets import Naming, Target
+from discovery_bench.harness.procs import Children
+from discovery_bench.harness.targets import BenchTarget, Naming
+from discovery_bench.metrics import Metric
+from discovery_bench.profiles import Profile
+from discovery_bench.report.results import Observations
 
 
 @dataclass
@@ -74,16 +75,16 @@ class Workload(abc.ABC):
         """Whether an unrecorded round runs first."""
         return False
 
-    def applies(self, target: Target) -> str | None:
+    def applies(self, target: BenchTarget) -> str | None:
         """None when the workload runs on ``target``; else why it does not apply."""
         return None
 
-    def setup(self, target: Target) -> None:  # noqa: B027 - optional hook, empty by default
+    def setup(self, target: BenchTarget) -> None:  # noqa: B027 - optional hook, empty by default
         """Prepare ``target`` before the first round."""
 
     @abc.abstractmethod
-    def run(self, target: Target, round_index: int) -> Observations:
+    def run(self, target: BenchTarget, round_index: int) -> Observations:
         """Run one round on ``target``; ``round_index`` is -1 for the warm-up."""
 
-    def teardown(self, target: Target) -> None:  # noqa: B027 - optional hook, empty by default
+    def teardown(self, target: BenchTarget) -> None:  # noqa: B027 - optional hook, empty by default
         """Release what :meth:`setup` and the rounds left on ``target``."""

@@ -6,9 +6,10 @@ service; registrant processes (``python -m discovery.testing._registrant``,
 the ids split over several processes when the list is long) register N
 instances with a short ttl and are then killed with SIGKILL, so all N expire
 on the server. Every backend must deliver 2N events (N added, N removed); the
-naive loop shows what the story's team saw. memory:// lives in one process,
-so there the registrant is an in-process registry whose backend is
-``abandon()``-ed instead, which stops its keep-alives as a crash would.
+naive loop shows what the story's team saw. An in-process store (memory://)
+is invisible to other processes, so there the registrant is an in-process
+registry whose backend is ``abandon()``-ed instead, which stops its
+keep-alives as a crash would.
 What is measured is completeness, and the wait is the servers' expiry
 clock, so a round runs on all backends at once.
 """
@@ -19,12 +20,14 @@ import time
 from typing import Any
 
 from discovery import EventKind, Registry
-from discovery.bench._collector import EventCollector
-from discovery.bench._procs import Child, start_registrants, wait_ready
-from discovery.bench._results import Metric, Observations
-from discovery.bench._targets import Target, base_label
-from discovery.bench._workload import Workload
 from discovery.testing.naive import NaiveRewatchLoop
+from discovery_bench.harness.collector import EventCollector
+from discovery_bench.harness.procs import Child, start_registrants, wait_ready
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads.base import Workload
 
 _READY_SECONDS_PER_1000 = 20.0
 _NAIVE_GRACE_SECONDS = 1.0
@@ -44,12 +47,12 @@ class BurstWorkload(Workload):
 
     def metrics(self) -> list[Metric]:
         return [
-            Metric("delivered", "events delivered ÷ 2N, discovery watch", "", "higher", digits=4),
-            Metric("lost", "events lost, discovery watch", "", "lower"),
-            Metric("naive_delivered", "events delivered ÷ 2N, naive re-watch loop", "", "higher", digits=4),
-            Metric("resyncs", "resyncs of the watch", "", ""),
-            Metric("register_s", "time to register N (registrant processes)", "s", "lower"),
-            Metric("expiry_s", "kill to last REMOVED delivered", "s", "lower"),
+            m.BURST_DELIVERED,
+            m.BURST_LOST,
+            m.NAIVE_DELIVERED,
+            m.BURST_RESYNCS,
+            m.BURST_REGISTER_S,
+            m.BURST_EXPIRY_S,
         ]
 
     def params(self) -> dict[str, Any]:
@@ -63,7 +66,7 @@ class BurstWorkload(Workload):
     def rounds(self) -> int:
         return self.profile.burst_rounds
 
-    def run(self, target: Target, round_index: int) -> Observations:
+    def run(self, target: BenchTarget, round_index: int) -> Observations:
         n, ttl = self.profile.burst_instances, self.profile.burst_ttl
         service = self.ctx.naming.service("burst", f"r{round_index}")
         ids = [f"n{i}" for i in range(n)]
@@ -80,7 +83,7 @@ class BurstWorkload(Workload):
             naive = NaiveRewatchLoop(naive_registry, service).start()
             started = time.perf_counter()
             ready_timeout = 30 + n / 1000 * _READY_SECONDS_PER_1000
-            if base_label(target.label) == "memory":
+            if target.traits.in_process:
                 registrant = target.connect()
                 registries.append(registrant)
                 for instance_id in ids:
@@ -91,7 +94,7 @@ class BurstWorkload(Workload):
                     self.ctx.children, url, service, ttl, ids, self.profile.registrant_chunk
                 )
                 wait_ready(registrants, ready_timeout)
-            obs.add("register_s", time.perf_counter() - started)
+            obs.add(m.BURST_REGISTER_S, time.perf_counter() - started)
             collector.wait_for(lambda events: len(collector.ids(EventKind.ADDED)) >= n, ready_timeout)
             killed = time.perf_counter()
             if registrants:
@@ -102,18 +105,18 @@ class BurstWorkload(Workload):
             expired = collector.wait_for(lambda events: len(collector.ids(EventKind.REMOVED)) >= n, 3 * ttl + 30)
             removed_times = [t for event, t in collector.events if event.kind is EventKind.REMOVED]
             if expired and removed_times:
-                obs.add("expiry_s", max(removed_times) - killed)
+                obs.add(m.BURST_EXPIRY_S, max(removed_times) - killed)
             else:
-                obs.na("expiry_s", f"only {len(collector.ids(EventKind.REMOVED))} of {n} removals seen")
+                obs.na(m.BURST_EXPIRY_S, f"only {len(collector.ids(EventKind.REMOVED))} of {n} removals seen")
             time.sleep(_NAIVE_GRACE_SECONDS)
             collector.stop()
             naive_events = naive.stop()
             seen = {(e.instance_id, e.kind) for e, _ in collector.events if e.kind is not EventKind.UPDATED}
             naive_seen = {(e.instance_id, e.kind) for e in naive_events if e.kind is not EventKind.UPDATED}
-            obs.add("delivered", len(seen) / (2 * n))
-            obs.add("lost", 2 * n - len(seen))
-            obs.add("naive_delivered", len(naive_seen) / (2 * n))
-            obs.add("resyncs", watch.resyncs)
+            obs.add(m.BURST_DELIVERED, len(seen) / (2 * n))
+            obs.add(m.BURST_LOST, 2 * n - len(seen))
+            obs.add(m.NAIVE_DELIVERED, len(naive_seen) / (2 * n))
+            obs.add(m.BURST_RESYNCS, watch.resyncs)
             if watch.gap_reasons:
                 obs.note(f"resyncs after: {', '.join(sorted(set(watch.gap_reasons)))}")
             if collector.error is not None:

@@ -6,8 +6,8 @@ session timeout, passed as ``?session_timeout=`` in the URL); once the
 watcher has seen them all, they are killed one at a time with SIGKILL and
 the time until the watcher delivers each REMOVED is recorded. The goal is
 detection within ttl + 1 s. The server's own clock dominates, so a round
-runs on all backends at once. memory:// abandons an in-process registry
-instead of killing a process.
+runs on all backends at once. An in-process store (memory://) abandons an
+in-process registry instead of killing a process.
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ import time
 from typing import Any
 
 from discovery import EventKind, Registry
-from discovery.bench._collector import EventCollector
-from discovery.bench._procs import Child, start_registrants, wait_ready
-from discovery.bench._results import Metric, Observations
-from discovery.bench._targets import Target, base_label
-from discovery.bench._workload import Workload
+from discovery_bench.harness.collector import EventCollector
+from discovery_bench.harness.procs import Child, start_registrants, wait_ready
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads.base import Workload
 
 
 def _removed(collector: EventCollector, instance_id: str, events: object) -> bool:
     return collector.first_time(EventKind.REMOVED, instance_id) is not None
-
-
-def ttl_tag(ttl: float) -> str:
-    """The metric suffix of a ttl: ``2``, ``4``, ``2.5``..."""
-    return f"{ttl:g}"
 
 
 class DetectionWorkload(Workload):
@@ -45,15 +42,7 @@ class DetectionWorkload(Workload):
     concurrent = True
 
     def metrics(self) -> list[Metric]:
-        metrics: list[Metric] = []
-        for ttl in self.profile.detection_ttls:
-            tag = ttl_tag(ttl)
-            metrics += [
-                Metric(f"detect_s_ttl{tag}", f"kill → REMOVED, ttl {tag} s", "s", "lower"),
-                Metric(f"excess_s_ttl{tag}", f"detection - ttl, ttl {tag} s", "s", "lower"),
-                Metric(f"missed_ttl{tag}", f"REMOVED never delivered, ttl {tag} s", "", "lower"),
-            ]
-        return metrics
+        return [family.at(ttl) for ttl in self.profile.detection_ttls for family in (m.DETECT_S, m.EXCESS_S, m.MISSED)]
 
     def params(self) -> dict[str, Any]:
         return {"ttls_s": list(self.profile.detection_ttls), "repetitions": self.profile.detection_repetitions}
@@ -61,9 +50,9 @@ class DetectionWorkload(Workload):
     def rounds(self) -> int:
         return len(self.profile.detection_ttls)
 
-    def run(self, target: Target, round_index: int) -> Observations:
+    def run(self, target: BenchTarget, round_index: int) -> Observations:
         ttl = self.profile.detection_ttls[round_index]
-        tag = ttl_tag(ttl)
+        tag = m.ttl_tag(ttl)
         reps = self.profile.detection_repetitions
         service = self.ctx.naming.service("detection", f"ttl{tag}")
         ids = [f"d{i}" for i in range(reps)]
@@ -75,7 +64,7 @@ class DetectionWorkload(Workload):
             registries.append(watcher)
             with watcher.watch(service) as watch:
                 collector = EventCollector(watch)
-                if base_label(target.label) == "memory":
+                if target.traits.in_process:
                     for instance_id in ids:
                         registrant = target.connect()
                         registries.append(registrant)
@@ -99,9 +88,9 @@ class DetectionWorkload(Workload):
                         missed += 1
                         obs.note(f"ttl {tag} s: {instance_id} not seen removed within {3 * ttl + 30:g} s")
                         continue
-                    obs.add(f"detect_s_ttl{tag}", removed - killed)
-                    obs.add(f"excess_s_ttl{tag}", removed - killed - ttl)
-                obs.add(f"missed_ttl{tag}", missed)
+                    obs.add(m.DETECT_S.at(ttl), removed - killed)
+                    obs.add(m.EXCESS_S.at(ttl), removed - killed - ttl)
+                obs.add(m.MISSED.at(ttl), missed)
                 collector.stop()
         finally:
             for child in registrants:

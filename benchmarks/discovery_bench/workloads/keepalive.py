@@ -1,18 +1,18 @@
 """Keep-alive cost, then client memory and resync cost on the same population, one backend at a time.
 
-One holder process (:class:`~discovery.bench._population.HolderPopulation`)
+One holder process (:class:`~discovery_bench.workloads.population.HolderPopulation`)
 holds 100, then 1,000, then 10,000 instances on one connection; after each
 step, over whole keep-alive periods (ttl / 3), the server's own request
 counter gives requests per second (etcd ``/metrics``, ZooKeeper ``mntr``; see
-:mod:`~discovery.bench._counters`) and psutil's CPU times of the holder give
+:mod:`~discovery_bench.harness.counters`) and psutil's CPU times of the holder give
 the client's CPU. This is where the backends differ most: etcd v2 refreshes
 every key's TTL (O(N) requests), etcd v3 keeps one lease alive and ZooKeeper
 one session (O(1)). The server's history position per second shows whether
 v2's refreshes, invisible to watchers, still push an idle watcher out of the
 1000-event window (resyncs with reason ``history-window`` of a watcher on an
 empty sibling service). The same 10,000 instances then serve the client
-memory (:mod:`~discovery.bench._memory`) and resync
-(:mod:`~discovery.bench._resync`) measurements, and the holder is stopped
+memory (:mod:`~discovery_bench.workloads.memory`) and resync
+(:mod:`~discovery_bench.workloads.resync`) measurements, and the holder is stopped
 before the next backend starts: 10,000 live instances of another backend
 (etcd v2 alone sends about 1,000 refreshes per second) would otherwise load
 the shared machine and servers and distort its figures. So these sections
@@ -25,12 +25,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from discovery.bench import _memory, _resync
-from discovery.bench._counters import ServerCounters
-from discovery.bench._population import HolderPopulation, LocalPopulation
-from discovery.bench._results import Metric, Observations
-from discovery.bench._targets import Target, base_label
-from discovery.bench._workload import Workload
+from discovery_bench.harness.counters import server_counters
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads import memory as _memory
+from discovery_bench.workloads import resync as _resync
+from discovery_bench.workloads.base import Workload
+from discovery_bench.workloads.population import HolderPopulation, LocalPopulation
 
 
 class KeepaliveWorkload(Workload):
@@ -45,15 +48,8 @@ class KeepaliveWorkload(Workload):
     )
 
     def metrics(self) -> list[Metric]:
-        metrics: list[Metric] = []
-        for size in self.profile.keepalive_sizes:
-            metrics += [
-                Metric(f"requests_per_s_{size}", f"server requests/s, {size:,} instances", "/s", "lower"),
-                Metric(f"cpu_pct_{size}", f"client CPU, {size:,} instances", "%", "lower"),
-                Metric(f"history_per_s_{size}", f"history advance/s, {size:,} instances", "/s", "lower"),
-                Metric(f"window_gaps_{size}", f"idle watcher history-window resyncs, {size:,} instances", "", "lower"),
-                Metric(f"alive_{size}", f"instances kept alive ÷ N, {size:,} instances", "", "higher", digits=4),
-            ]
+        families = (m.REQUESTS_PER_S, m.CPU_PCT, m.HISTORY_PER_S, m.WINDOW_GAPS, m.ALIVE)
+        metrics = [family.at(size) for size in self.profile.keepalive_sizes for family in families]
         return metrics + _memory.memory_metrics() + _resync.resync_metrics()
 
     def sections(self) -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -69,7 +65,7 @@ class KeepaliveWorkload(Workload):
             "window_s": round(self.profile.keepalive_window, 2),
         }
 
-    def run(self, target: Target, round_index: int) -> Observations:
+    def run(self, target: BenchTarget, round_index: int) -> Observations:
         obs = Observations()
         service = self.ctx.naming.service("keepalive", "population")
         population = HolderPopulation(self.ctx.children, target, service, self.profile.keepalive_ttl)
@@ -83,7 +79,7 @@ class KeepaliveWorkload(Workload):
                 _memory.SECTION,
                 lambda: _memory.measure_memory(population, rss_connected, obs),
             )
-            if base_label(target.label) == "memory":
+            if target.traits.in_process:
                 population.close()
                 local = LocalPopulation(target, self.ctx.naming.service("resync", "population"), 60.0)
                 try:
@@ -103,9 +99,8 @@ class KeepaliveWorkload(Workload):
             population.close()
         return obs
 
-    def _windows(self, target: Target, population: HolderPopulation, obs: Observations) -> None:
-        counters = ServerCounters(target)
-        in_process = base_label(target.label) == "memory"
+    def _windows(self, target: BenchTarget, population: HolderPopulation, obs: Observations) -> None:
+        counters = server_counters(target)
         obs.note(f"requests counted by {counters.request_counter}")
         window = self.profile.keepalive_window
         with target.connect() as registry, registry.watch(self.ctx.naming.service("keepalive", "idle")) as idle:
@@ -119,15 +114,15 @@ class KeepaliveWorkload(Workload):
                 requests_after, history_after = counters.requests(), counters.history()
                 cpu_after = population.cpu_seconds()
                 alive, _ = population.status()
-                obs.add(f"cpu_pct_{size}", (cpu_after - cpu) / elapsed * 100)
-                obs.add(f"alive_{size}", alive / size)
-                if in_process:
-                    for key in ("requests_per_s", "history_per_s", "window_gaps"):
-                        obs.na(f"{key}_{size}", "in-process store: no server")
+                obs.add(m.CPU_PCT.at(size), (cpu_after - cpu) / elapsed * 100)
+                obs.add(m.ALIVE.at(size), alive / size)
+                if not target.traits.has_server:
+                    for family in (m.REQUESTS_PER_S, m.HISTORY_PER_S, m.WINDOW_GAPS):
+                        obs.na(family.at(size), "in-process store: no server")
                     continue
-                obs.add(f"requests_per_s_{size}", _rate(requests, requests_after, elapsed), "counter not available")
-                obs.add(f"history_per_s_{size}", _rate(history, history_after, elapsed), "history not available")
-                obs.add(f"window_gaps_{size}", sum(1 for r in idle.gap_reasons[gaps:] if "history-window" in r))
+                obs.add(m.REQUESTS_PER_S.at(size), _rate(requests, requests_after, elapsed), "counter not available")
+                obs.add(m.HISTORY_PER_S.at(size), _rate(history, history_after, elapsed), "history not available")
+                obs.add(m.WINDOW_GAPS.at(size), sum(1 for r in idle.gap_reasons[gaps:] if "history-window" in r))
         counters.close()
 
 

@@ -5,13 +5,15 @@ backend, so nothing else lives in it: its resident size after connecting,
 after registering the population (keep-alive included), and after opening a
 watch over it (the watch's snapshot and its model of every instance). Both
 growths are scaled to 10,000 instances when the population has another size.
-memory:// keeps its store in the same process, so its figures include the data.
+An in-process store (memory://) lives in that same process, so its figures include the data.
 """
 
 from __future__ import annotations
 
-from discovery.bench._population import HolderPopulation
-from discovery.bench._results import Metric, Observations
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads.population import HolderPopulation
 
 SECTION = "memory"
 TITLE = "Client memory"
@@ -25,10 +27,7 @@ _MIB = 1024 * 1024
 
 def memory_metrics() -> list[Metric]:
     """The metrics of the client-memory section."""
-    return [
-        Metric("rss_mb_per_10k_registered", "RSS growth per 10,000 registered instances", "MiB", "lower", SECTION),
-        Metric("rss_mb_per_10k_watch", "RSS growth per 10,000-instance watch", "MiB", "lower", SECTION),
-    ]
+    return [m.RSS_PER_10K_REGISTERED, m.RSS_PER_10K_WATCH]
 
 
 def measure_memory(population: HolderPopulation, rss_connected: int, obs: Observations) -> None:
@@ -37,7 +36,7 @@ def measure_memory(population: HolderPopulation, rss_connected: int, obs: Observ
     registered = population.rss()
     population.open_watch()
     watching = population.rss()
-    obs.add("rss_mb_per_10k_registered", (registered - rss_connected) / size * 10_000 / _MIB)
-    obs.add("rss_mb_per_10k_watch", (watching - registered) / size * 10_000 / _MIB)
+    obs.add(m.RSS_PER_10K_REGISTERED, (registered - rss_connected) / size * 10_000 / _MIB)
+    obs.add(m.RSS_PER_10K_WATCH, (watching - registered) / size * 10_000 / _MIB)
     if size != 10_000:
         obs.note(f"measured with {size:,} instances, scaled to 10,000", SECTION)

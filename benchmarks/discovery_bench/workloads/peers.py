@@ -21,20 +21,22 @@ from typing import Any
 
 from tooz import coordination
 
-from discovery.bench._results import Metric, Observations
-from discovery.bench._stats import percentile
-from discovery.bench._targets import Target, base_label
-from discovery.bench._workload import Workload
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads.base import Workload
 
 _POLL_SECONDS = 0.1
 _WAIT_SECONDS = 10.0
+# tooz's drivers for the backends' servers, and the client library each needs.
 _DRIVERS = {"etcd": "etcd3+http", "zookeeper": "zookeeper"}
 _CLIENTS = {"etcd": "etcd3gw", "zookeeper": "kazoo"}
 
 
-def tooz_url(target: Target) -> str | None:
+def tooz_url(target: BenchTarget) -> str | None:
     """The tooz coordinator URL on ``target``'s server, or None when tooz has no driver for it."""
-    scheme = _DRIVERS.get(base_label(target.label))
+    scheme = _DRIVERS.get(target.backend)
     if scheme is None:
         return None
     host, port = target.hosts[0]
@@ -77,13 +79,7 @@ class PeersWorkload(Workload):
 
     def metrics(self) -> list[Metric]:
         pairs = self.profile.peer_pairs
-        return [
-            Metric("join_ms_p50", "join → notified, p50", "ms", "lower"),
-            Metric("join_ms_max", "join → notified, max", "ms", "lower"),
-            Metric("leave_ms_p50", "leave → notified, p50", "ms", "lower"),
-            Metric("pair_joins_seen", f"joins reported of {pairs} quick join+leave pairs", "", "higher"),
-            Metric("pair_leaves_seen", f"leaves reported of {pairs} quick join+leave pairs", "", "higher"),
-        ]
+        return [m.JOIN_MS_P50, m.JOIN_MS_MAX, m.LEAVE_MS_P50, m.PAIR_JOINS_SEEN.at(pairs), m.PAIR_LEAVES_SEEN.at(pairs)]
 
     def params(self) -> dict[str, Any]:
         return {
@@ -93,15 +89,15 @@ class PeersWorkload(Workload):
             "drivers": {label: f"{scheme}://" for label, scheme in _DRIVERS.items()},
         }
 
-    def applies(self, target: Target) -> str | None:
+    def applies(self, target: BenchTarget) -> str | None:
         if tooz_url(target) is None:
             return "tooz has no driver for this backend (only etcd3+http:// and zookeeper://)"
-        module = _CLIENTS[base_label(target.label)]
+        module = _CLIENTS[target.backend]
         if importlib.util.find_spec(module) is None:
             return f"tooz's driver needs {module}, which is not installed (pip install {module})"
         return None
 
-    def run(self, target: Target, round_index: int) -> Observations:
+    def run(self, target: BenchTarget, round_index: int) -> Observations:
         url = tooz_url(target)
         assert url is not None
         group = f"bench-{self.ctx.naming.run_id}-peers-{round_index}".encode()
@@ -135,17 +131,17 @@ class PeersWorkload(Workload):
                 member.leave_group(group).get()
                 if seen.wait(k + 1, k + 1, _WAIT_SECONDS):
                     leave_ms.append((seen.leaves[-1] - started) * 1000)
-            obs.add("join_ms_p50", percentile(join_ms, 50) if join_ms else None, "no join notified")
-            obs.add("join_ms_max", max(join_ms) if join_ms else None, "no join notified")
-            obs.add("leave_ms_p50", percentile(leave_ms, 50) if leave_ms else None, "no leave notified")
+            obs.observe(m.JOIN_MS_P50, join_ms, "no join notified")
+            obs.observe(m.JOIN_MS_MAX, join_ms, "no join notified")
+            obs.observe(m.LEAVE_MS_P50, leave_ms, "no leave notified")
             obs.samples["join_ms"] = join_ms
             joins, leaves = len(seen.joins), len(seen.leaves)
             for _ in range(self.profile.peer_pairs):
                 member.join_group(group).get()
                 member.leave_group(group).get()
             time.sleep(3 * _POLL_SECONDS + 0.5)
-            obs.add("pair_joins_seen", len(seen.joins) - joins)
-            obs.add("pair_leaves_seen", len(seen.leaves) - leaves)
+            obs.add(m.PAIR_JOINS_SEEN, len(seen.joins) - joins)
+            obs.add(m.PAIR_LEAVES_SEEN, len(seen.leaves) - leaves)
             stop.set()
             poller.join(timeout=5)
             watcher.unwatch_join_group(group, seen.joined)

@@ -1,12 +1,12 @@
 """Populations: N live instances that the keep-alive, memory and resync workloads measure.
 
-A :class:`HolderPopulation` is one :mod:`~discovery.bench._holder` process
+A :class:`HolderPopulation` is one :mod:`~discovery_bench.harness.holder` process
 holding every instance on one connection, grown step by step (100, 1,000,
 10,000) so the keep-alive cost can be read at each size, and measured from
 outside with psutil (CPU seconds, resident memory); the memory and resync
 measurements then reuse it rather than registering 10,000 instances again.
-memory:// is private to a process, so its resync population is a
-:class:`LocalPopulation` in the benchmark's own process.
+An in-process store (memory://) is private to a process, so its resync
+population is a :class:`LocalPopulation` in the benchmark's own process.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import contextlib
 import psutil
 
 from discovery import Registration, Registry
-from discovery.bench._procs import Child, ChildFailed, Children
-from discovery.bench._targets import Target
+from discovery_bench.harness import holder
+from discovery_bench.harness.procs import Child, ChildFailed, Children
+from discovery_bench.harness.targets import BenchTarget
 
 _SECONDS_PER_1000 = 30.0
 
@@ -46,11 +47,11 @@ class Population(abc.ABC):
 class HolderPopulation(Population):
     """Instances held by one holder process."""
 
-    def __init__(self, children: Children, target: Target, service: str, ttl: float) -> None:
+    def __init__(self, children: Children, target: BenchTarget, service: str, ttl: float) -> None:
         super().__init__(service)
         self._local = target.local
         url = target.url_with(**target.session_options(ttl))
-        self.child: Child = children.spawn("discovery.bench._holder", url, service, f"{ttl:g}", interactive=True)
+        self.child: Child = children.spawn(holder.__name__, url, service, f"{ttl:g}", interactive=True)
         self.child.expect("connected", 60)
         self._process = psutil.Process(self.child.pid)
 
@@ -97,7 +98,7 @@ class HolderPopulation(Population):
 class LocalPopulation(Population):
     """Instances held by a registry in this process (for memory://)."""
 
-    def __init__(self, target: Target, service: str, ttl: float) -> None:
+    def __init__(self, target: BenchTarget, service: str, ttl: float) -> None:
         super().__init__(service)
         self._registry: Registry = target.connect()
         self._ttl = ttl

@@ -10,7 +10,7 @@ never be lost on any backend. Reported per rate: p50, p99 and p99.9 latency, and
 events delivered ÷ writes. "As fast as it can" writes one after the other,
 each waiting for its acknowledgement, and also reports the write rate
 reached. The raw baseline does the same with the bare client's writer and
-watch on the same server (:func:`~discovery.bench._raw.raw_channel`), in the
+watch on the same server (:func:`~discovery_bench.harness.raw.raw_channel`), in the
 same round, so the registry's p99 can be held against the client's own.
 """
 
@@ -24,25 +24,16 @@ from collections.abc import Callable
 from typing import Any
 
 from discovery import Event, EventKind
-from discovery.bench._collector import EventCollector
-from discovery.bench._raw import RAW_WATCHES, raw_channel
-from discovery.bench._results import Metric, Observations
-from discovery.bench._stats import percentile, ratio
-from discovery.bench._targets import Target
-from discovery.bench._workload import Workload
+from discovery_bench.harness.collector import EventCollector
+from discovery_bench.harness.raw import RAW_WATCHES, raw_channel
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads.base import Workload
 
 _SETTLE_SECONDS = 3.0
 _TTL = 60.0
-
-
-def rate_tag(rate: float | None) -> str:
-    """The metric suffix of a write rate: ``100``, ``1000`` or ``max``."""
-    return "max" if rate is None else f"{rate:g}"
-
-
-def rate_label(rate: float | None) -> str:
-    """How a write rate reads in the report."""
-    return "as fast as possible" if rate is None else f"{rate:,.0f}/s"
 
 
 class _Tally:
@@ -90,6 +81,18 @@ def _drive(write: Callable[[int, float], None], tally: _Tally, rate: float | Non
     return n / elapsed if elapsed > 0 else float(n)
 
 
+_FAMILIES = (
+    m.P50_MS,
+    m.P99_MS,
+    m.P999_MS,
+    m.DELIVERED,
+    m.RAW_P50_MS,
+    m.RAW_P99_MS,
+    m.RAW_DELIVERED,
+    m.P99_VS_RAW,
+)
+
+
 class PropagationWorkload(Workload):
     """Write-to-consumer latency and delivered fraction, registry and raw watch."""
 
@@ -104,28 +107,16 @@ class PropagationWorkload(Workload):
     def metrics(self) -> list[Metric]:
         metrics: list[Metric] = []
         for rate, _ in self.profile.propagation:
-            tag, label = rate_tag(rate), rate_label(rate)
-            metrics += [
-                Metric(f"p50_ms_{tag}", f"p50 latency, {label}", "ms", "lower"),
-                Metric(f"p99_ms_{tag}", f"p99 latency, {label}", "ms", "lower"),
-                Metric(f"p999_ms_{tag}", f"p99.9 latency, {label}", "ms", "lower"),
-                Metric(f"delivered_{tag}", f"events delivered ÷ writes, {label}", "", "higher", digits=4),
-                Metric(f"raw_p50_ms_{tag}", f"raw watch p50, {label}", "ms", "lower"),
-                Metric(f"raw_p99_ms_{tag}", f"raw watch p99, {label}", "ms", "lower"),
-                Metric(f"raw_delivered_{tag}", f"raw watch delivered ÷ writes, {label}", "", "higher", digits=4),
-                Metric(f"p99_vs_raw_{tag}", f"p99 registry ÷ raw, {label}", "", "lower", digits=2),
-            ]
+            metrics += [family.at(rate) for family in _FAMILIES]
             if rate is None:
-                metrics += [
-                    Metric("writes_per_s_max", "writes/s reached, registry (register)", "/s", "higher"),
-                    Metric("raw_writes_per_s_max", "writes/s reached, raw client", "/s", "higher"),
-                ]
+                metrics += [m.WRITES_PER_S, m.RAW_WRITES_PER_S]
         return metrics
 
     def params(self) -> dict[str, Any]:
         return {
             "rates": [
-                {"tag": rate_tag(rate), "rate": rate_label(rate), "writes": n} for rate, n in self.profile.propagation
+                {"tag": m.rate_tag(rate), "rate": m.rate_label(rate), "writes": n}
+                for rate, n in self.profile.propagation
             ],
             "rounds": self.profile.propagation_rounds,
             "raw_watches": RAW_WATCHES,
@@ -137,13 +128,13 @@ class PropagationWorkload(Workload):
     def warm_up(self) -> bool:
         return self.profile.warm_up
 
-    def run(self, target: Target, round_index: int) -> Observations:
+    def run(self, target: BenchTarget, round_index: int) -> Observations:
         obs = Observations()
         tag_round = "warm" if round_index < 0 else f"r{round_index}"
         for rate, n in self.profile.propagation:
             if round_index < 0:
                 n = min(n, 50)
-            tag = rate_tag(rate)
+            tag = m.rate_tag(rate)
             order = ("registry", "raw") if round_index % 2 == 0 else ("raw", "registry")
             outcome: dict[str, tuple[_Tally, float]] = {}
             for kind in order:
@@ -152,29 +143,21 @@ class PropagationWorkload(Workload):
                 outcome[kind] = measure(target, service, rate, n)
             tally, speed = outcome["registry"]
             raw_tally, raw_speed = outcome["raw"]
-            self._file(obs, tag, "", tally, n)
-            self._file(obs, tag, "raw_", raw_tally, n)
-            p99 = percentile(tally.latencies_ms, 99) if tally.latencies_ms else None
-            raw_p99 = percentile(raw_tally.latencies_ms, 99) if raw_tally.latencies_ms else None
-            obs.add(f"p99_vs_raw_{tag}", ratio(p99, raw_p99) if p99 is not None and raw_p99 else None)
+            none = "no event delivered"
+            obs.add(m.DELIVERED.at(rate), tally.count() / n)
+            for family in (m.P50_MS, m.P99_MS, m.P999_MS):
+                obs.observe(family.at(rate), tally.latencies_ms, none)
+            obs.add(m.RAW_DELIVERED.at(rate), raw_tally.count() / n)
+            for family in (m.RAW_P50_MS, m.RAW_P99_MS):
+                obs.observe(family.at(rate), raw_tally.latencies_ms, none)
             if rate is None:
-                obs.add("writes_per_s_max", speed)
-                obs.add("raw_writes_per_s_max", raw_speed)
-            obs.samples[f"latency_ms_{tag}"] = list(tally.latencies_ms)
-            obs.samples[f"raw_latency_ms_{tag}"] = list(raw_tally.latencies_ms)
+                obs.add(m.WRITES_PER_S, speed)
+                obs.add(m.RAW_WRITES_PER_S, raw_speed)
+            obs.samples[m.LATENCY_SERIES.format(tag)] = list(tally.latencies_ms)
+            obs.samples[m.RAW_LATENCY_SERIES.format(tag)] = list(raw_tally.latencies_ms)
         return obs
 
-    @staticmethod
-    def _file(obs: Observations, tag: str, prefix: str, tally: _Tally, n: int) -> None:
-        obs.add(f"{prefix}delivered_{tag}", tally.count() / n)
-        latencies = tally.latencies_ms
-        reason = "no event delivered"
-        obs.add(f"{prefix}p50_ms_{tag}", percentile(latencies, 50) if latencies else None, reason)
-        obs.add(f"{prefix}p99_ms_{tag}", percentile(latencies, 99) if latencies else None, reason)
-        if not prefix:
-            obs.add(f"p999_ms_{tag}", percentile(latencies, 99.9) if latencies else None, reason)
-
-    def _registry(self, target: Target, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
+    def _registry(self, target: BenchTarget, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
         tally = _Tally()
         with target.connect() as writer, target.connect() as reader, reader.watch(service) as watch:
             collector = EventCollector(watch, functools.partial(_timed, tally))
@@ -190,7 +173,7 @@ class PropagationWorkload(Workload):
                 collector.stop()
         return tally, speed
 
-    def _raw(self, target: Target, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
+    def _raw(self, target: BenchTarget, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
         tally = _Tally()
 
         def received(value: bytes, arrived: float) -> None:

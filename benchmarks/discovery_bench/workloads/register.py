@@ -4,11 +4,12 @@ Each registrant is its own connection (a registry, or a bare client for the
 baseline) on its own thread, registering its share of the N ids with a ttl
 long enough that nothing expires during the round; the rate is N divided by
 the time from release to the last registration acknowledged. The raw baseline
-does the same writes with the client library alone (see :mod:`~discovery.bench._raw`),
+does the same writes with the client library alone (see :mod:`~discovery_bench.harness.raw`),
 in the same round on the same server, and the ratio registry ÷ raw is taken
 within each round so machine drift cancels out. Within a round the two run in
-alternating order. On ZooKeeper a third figure shows kazoo's pipelined
-``create_async``: what a client gains by not waiting for each answer.
+alternating order. Where the bare client can pipeline writes (kazoo's
+``create_async``), a third figure shows what a client gains by not waiting
+for each answer.
 Connecting and cleaning up are outside the timed part.
 """
 
@@ -19,12 +20,13 @@ import json
 from typing import Any
 
 from discovery import Registry
-from discovery.bench._raw import RAW_CLIENTS, RawRegistrant, raw_registrant
-from discovery.bench._results import Metric, Observations
-from discovery.bench._stats import ratio
-from discovery.bench._targets import Target, base_label
-from discovery.bench._threads import run_together
-from discovery.bench._workload import Workload
+from discovery_bench.harness.raw import RAW_CLIENTS, RawRegistrant, raw_registrant
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.harness.threads import run_together
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads.base import Workload
 
 _TTL = 60.0
 _RAW_VALUE = json.dumps({"address": "127.0.0.1", "meta": {}, "port": 8080, "registrant": "raw"}).encode()
@@ -41,16 +43,9 @@ class RegisterWorkload(Workload):
     )
 
     def metrics(self) -> list[Metric]:
-        metrics: list[Metric] = []
-        for c in self.profile.register_concurrency:
-            who = "1 registrant" if c == 1 else f"{c} registrants"
-            metrics += [
-                Metric(f"registry_c{c}", f"registry, {who}", "/s", "higher"),
-                Metric(f"raw_c{c}", f"raw client, {who}", "/s", "higher"),
-                Metric(f"ratio_c{c}", f"registry ÷ raw, {who}", "", "higher", digits=2),
-            ]
-        metrics.append(Metric("raw_async", "raw pipelined (kazoo create_async), 1 client", "/s", "higher"))
-        return metrics
+        families = (m.REGISTRY_RATE, m.RAW_RATE, m.REGISTER_RATIO)
+        metrics = [family.at(c) for c in self.profile.register_concurrency for family in families]
+        return [*metrics, m.RAW_ASYNC_RATE]
 
     def params(self) -> dict[str, Any]:
         return {
@@ -67,7 +62,7 @@ class RegisterWorkload(Workload):
     def warm_up(self) -> bool:
         return self.profile.warm_up
 
-    def run(self, target: Target, round_index: int) -> Observations:
+    def run(self, target: BenchTarget, round_index: int) -> Observations:
         n = self.profile.register_warmup if round_index < 0 else self.profile.register_instances
         tag = "warm" if round_index < 0 else f"r{round_index}"
         obs = Observations()
@@ -79,21 +74,20 @@ class RegisterWorkload(Workload):
                 service = self.ctx.naming.service("register", tag, kind, f"c{c}")
                 measure = self._registry if kind == "registry" else self._raw
                 rates[kind] = n / measure(target, service, ids, c)
-            obs.add(f"registry_c{c}", rates["registry"])
-            obs.add(f"raw_c{c}", rates["raw"])
-            obs.add(f"ratio_c{c}", ratio(rates["registry"], rates["raw"]))
-        if base_label(target.label) == "zookeeper":
+            obs.add(m.REGISTRY_RATE.at(c), rates["registry"])
+            obs.add(m.RAW_RATE.at(c), rates["raw"])
+        if target.traits.pipelined_raw_client:
             ids = [f"i{i}" for i in range(n)]
             raw = raw_registrant(target, self.ctx.naming.service("register", tag, "async"), _TTL)
             try:
-                obs.add("raw_async", n / run_together([lambda: raw.register_async(ids, _RAW_VALUE)]))
+                obs.add(m.RAW_ASYNC_RATE, n / run_together([lambda: raw.register_async(ids, _RAW_VALUE)]))
             finally:
                 raw.close()
         else:
-            obs.na("raw_async", "ZooKeeper only (kazoo create_async)")
+            obs.na(m.RAW_ASYNC_RATE, "ZooKeeper only (kazoo create_async)")
         return obs
 
-    def _registry(self, target: Target, service: str, ids: list[str], concurrency: int) -> float:
+    def _registry(self, target: BenchTarget, service: str, ids: list[str], concurrency: int) -> float:
         registries: list[Registry] = []
         try:
             for _ in range(concurrency):
@@ -110,7 +104,7 @@ class RegisterWorkload(Workload):
             for registry in registries:
                 registry.close()
 
-    def _raw(self, target: Target, service: str, ids: list[str], concurrency: int) -> float:
+    def _raw(self, target: BenchTarget, service: str, ids: list[str], concurrency: int) -> float:
         clients: list[RawRegistrant] = []
         try:
             for _ in range(concurrency):

@@ -1,7 +1,8 @@
 """Resync cost: how long a watcher over N instances (10,000 by default) takes to converge after a gap.
 
-Two measurements per round, on the keep-alive population (memory://: an
-in-process one, since a watch cannot see another process's store).
+Two measurements per round, on the keep-alive population (for an in-process
+store, memory://, one in the benchmark's own process, since a watch cannot
+see another process's store).
 *Requested*: a known fraction of the instances is updated, the watcher
 receives those updates normally, then ``watch.request_resync()`` forces a
 re-list; the diff must emit nothing (minimal resync); timed until the watch
@@ -20,11 +21,13 @@ import time
 from typing import Any
 
 from discovery import Event, Registry
-from discovery.bench._population import Population
-from discovery.bench._profiles import Profile
-from discovery.bench._results import Metric, Observations
-from discovery.bench._targets import Target
 from discovery.testing.checks import collect, wait_converged
+from discovery_bench.harness.targets import BenchTarget
+from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
+from discovery_bench.profiles import Profile
+from discovery_bench.report.results import Observations
+from discovery_bench.workloads.population import Population
 
 _QUIET = 0.1
 
@@ -41,13 +44,13 @@ DESCRIPTION = (
 def resync_metrics() -> list[Metric]:
     """The metrics of the resync section."""
     return [
-        Metric("requested_resync_s", "request_resync() → re-list and diff done", "s", "lower", SECTION),
-        Metric("requested_converged_s", "request_resync() → converged", "s", "lower", SECTION),
-        Metric("requested_events", "events emitted by the requested resync (minimal: 0)", "", "lower", SECTION),
-        Metric("gap_delivered_s", "gap: resume → last changed instance delivered", "s", "lower", SECTION),
-        Metric("gap_converged_s", "gap: resume → converged", "s", "lower", SECTION),
-        Metric("gap_missing", "gap: changed instances whose new value never arrived", "", "lower", SECTION),
-        Metric("gap_extra", "gap: unchanged instances emitted (minimal: 0)", "", "lower", SECTION),
+        m.REQUESTED_RESYNC_S,
+        m.REQUESTED_CONVERGED_S,
+        m.REQUESTED_EVENTS,
+        m.GAP_DELIVERED_S,
+        m.GAP_CONVERGED_S,
+        m.GAP_MISSING,
+        m.GAP_EXTRA,
     ]
 
 
@@ -62,13 +65,13 @@ def resync_params(profile: Profile) -> dict[str, Any]:
     }
 
 
-def measure_resync(target: Target, population: Population, profile: Profile, obs: Observations) -> None:
+def measure_resync(target: BenchTarget, population: Population, profile: Profile, obs: Observations) -> None:
     """Run the resync rounds over ``population`` and file the results in ``obs``."""
     for round_index in range(profile.resync_rounds):
         _round(target, population, profile, round_index, obs)
 
 
-def _round(target: Target, population: Population, profile: Profile, round_index: int, obs: Observations) -> None:
+def _round(target: BenchTarget, population: Population, profile: Profile, round_index: int, obs: Observations) -> None:
     changed = max(1, int(population.size * profile.resync_fraction))
     timeout = 30 + population.size / 1000 * 2
     with target.connect() as registry:
@@ -95,10 +98,10 @@ def _requested(
         while watch.resyncs == resyncs and time.perf_counter() - started < timeout:
             if (event := watch.get(0.005)) is not None:
                 events.append(event)
-        obs.add("requested_resync_s", time.perf_counter() - started)
+        obs.add(m.REQUESTED_RESYNC_S, time.perf_counter() - started)
         wait_converged(watch, registry, events, timeout, quiet=_QUIET)
-        obs.add("requested_converged_s", time.perf_counter() - started)
-        obs.add("requested_events", sum(1 for event in events[before:] if event.resync))
+        obs.add(m.REQUESTED_CONVERGED_S, time.perf_counter() - started)
+        obs.add(m.REQUESTED_EVENTS, sum(1 for event in events[before:] if event.resync))
 
 
 def _in_a_gap(
@@ -119,9 +122,9 @@ def _in_a_gap(
                 arrival.setdefault(event.instance_id, time.perf_counter())
         delivered = max(arrival.values(), default=started) - started
         wait_converged(watch, registry, events, timeout, quiet=_QUIET)
-        obs.add("gap_converged_s", time.perf_counter() - started)
-        obs.add("gap_delivered_s", delivered)
-        obs.add("gap_missing", len(expected - arrival.keys()))
-        obs.add("gap_extra", len({e.instance_id for e in events} - expected))
+        obs.add(m.GAP_CONVERGED_S, time.perf_counter() - started)
+        obs.add(m.GAP_DELIVERED_S, delivered)
+        obs.add(m.GAP_MISSING, len(expected - arrival.keys()))
+        obs.add(m.GAP_EXTRA, len({e.instance_id for e in events} - expected))
         if watch.gap_reasons:
             obs.note(f"resyncs after: {', '.join(sorted(set(watch.gap_reasons)))}", SECTION)

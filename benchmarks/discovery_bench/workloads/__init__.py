@@ -1,0 +1,44 @@
+"""The workloads: each measurement, one module each, run by the harness on every backend in interleaved rounds.
+
+:mod:`~discovery_bench.workloads.base` defines what a workload is; then
+registration throughput (:mod:`~discovery_bench.workloads.register`), watch
+propagation (:mod:`~discovery_bench.workloads.propagation`), burst
+completeness (:mod:`~discovery_bench.workloads.burst`), failure detection
+(:mod:`~discovery_bench.workloads.detection`), keep-alive cost
+(:mod:`~discovery_bench.workloads.keepalive`, which also measures client
+memory and resync cost on its population: :mod:`~discovery_bench.workloads.memory`,
+:mod:`~discovery_bench.workloads.resync`,
+:mod:`~discovery_bench.workloads.population`) and, with ``--peers``, tooz peer
+membership (:mod:`~discovery_bench.workloads.peers`). :func:`workloads_for`
+lists a run's workloads in order.
+"""
+
+from __future__ import annotations
+
+from discovery_bench.workloads.base import Context, Workload
+from discovery_bench.workloads.burst import BurstWorkload
+from discovery_bench.workloads.detection import DetectionWorkload
+from discovery_bench.workloads.keepalive import KeepaliveWorkload
+from discovery_bench.workloads.propagation import PropagationWorkload
+from discovery_bench.workloads.register import RegisterWorkload
+
+__all__ = ["Context", "Workload", "workloads_for"]
+
+
+def workloads_for(ctx: Context, peers: bool) -> list[Workload]:
+    """The workloads of a run, in order (keep-alive also files the client-memory and resync sections).
+
+    The peer workload is imported only when asked for: it needs tooz.
+    """
+    kinds: list[type[Workload]] = [
+        RegisterWorkload,
+        PropagationWorkload,
+        BurstWorkload,
+        DetectionWorkload,
+        KeepaliveWorkload,
+    ]
+    if peers:
+        from discovery_bench.workloads.peers import PeersWorkload
+
+        kinds.append(PeersWorkload)
+    return [kind(ctx) for kind in kinds]
