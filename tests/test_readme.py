@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import click
+import pytest
+
 from discovery.cli._readme import capabilities_section, replace_section
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -15,3 +18,17 @@ def test_capability_table_matches_the_code() -> None:
 def test_readme_shows_both_commands() -> None:
     text = README.read_text()
     assert "make bench" in text and "make test" in text
+
+
+def test_only_the_text_between_markers_changes() -> None:
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    text = f"# Title\n\nintro\n\n{start}\nold figures\n{end}\n\n## After\nkept\n"
+    updated = replace_section(text, "bench", "new figures\n")
+    assert updated == f"# Title\n\nintro\n\n{start}\nnew figures\n{end}\n\n## After\nkept\n"
+    assert replace_section(updated, "bench", "new figures\n") == updated
+
+
+def test_missing_markers_are_refused() -> None:
+    for text in ("no markers here\n", "<!-- bench:end -->\n<!-- bench:start -->\n"):
+        with pytest.raises(click.ClickException, match="bench:start"):
+            replace_section(text, "bench", "figures")

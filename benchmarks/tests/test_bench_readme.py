@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from discovery_bench.report.readme import END, START, MarkersMissing, main, render_section, replace_section
+from discovery_bench.report.readme import bench_section, render_section
 
 
 def _metric(label: str, unit: str, values: dict[str, float]) -> dict[str, Any]:
@@ -79,41 +79,8 @@ def test_section_holds_headline_goals_and_machine(report: dict[str, Any]) -> Non
     assert "Skipped zookeeper: ZooKeeper did not start" in section
 
 
-def test_only_the_text_between_markers_changes(report: dict[str, Any]) -> None:
-    text = f"# Title\n\nintro\n\n{START}\nold figures\n{END}\n\n## After\nkept\n"
-    updated = replace_section(text, render_section(report))
-    assert updated.startswith("# Title\n\nintro\n\n" + START + "\n")
-    assert updated.endswith(END + "\n\n## After\nkept\n")
-    assert "old figures" not in updated
-    assert replace_section(updated, render_section(report)) == updated
-
-
-def test_missing_markers_are_refused(report: dict[str, Any]) -> None:
-    with pytest.raises(MarkersMissing):
-        replace_section("no markers here\n", render_section(report))
-    with pytest.raises(MarkersMissing):
-        replace_section(f"{END}\n{START}\n", render_section(report))
-
-
-def test_command_rewrites_the_readme(report: dict[str, Any], tmp_path: Path) -> None:
-    report_path = tmp_path / "report.json"
-    report_path.write_text(json.dumps(report))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"before\n{START}\n{END}\nafter\n")
-    assert main([str(report_path), str(readme)]) == 0
-    text = readme.read_text()
-    assert "612 /s" in text and text.startswith("before\n") and text.endswith("after\n")
-    assert main([str(report_path), str(readme)]) == 0
-    assert readme.read_text() == text
-
-
-def test_command_errors(report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("no markers\n")
-    report_path = tmp_path / "report.json"
-    report_path.write_text(json.dumps(report))
-    assert main([str(report_path), str(readme)]) == 2
-    assert readme.read_text() == "no markers\n"
-    assert main([str(tmp_path / "missing.json"), str(readme)]) == 1
-    assert main([str(report_path)]) == 2
-    assert "usage" in capsys.readouterr().err
+def test_the_section_is_read_from_the_report_file(report: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    assert bench_section(path) is None
+    path.write_text(json.dumps(report))
+    assert bench_section(path) == render_section(report, str(path))
