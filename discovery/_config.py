@@ -28,10 +28,12 @@ from discovery.errors import ConfigurationError, InvalidOption
 DEFAULT_URL = "memory://"
 
 CORE_OPTIONS: Mapping[str, Option] = {
-    "default_ttl": Option(float, 10.0, "ttl in seconds of registrations that give none"),
-    "meta_limit": Option(int, DEFAULT_META_LIMIT, "largest encoded instance metadata, in bytes"),
-    "buffer_size": Option(int, 10_000, "events a watch buffers before a slow consumer gets a resync"),
-    "reconnect_timeout": Option(float, 30.0, "seconds a watch keeps trying to resume before it raises WatchBroken"),
+    "default_ttl": Option(float, 10.0, "ttl in seconds of registrations that give none", positive=True),
+    "meta_limit": Option(int, DEFAULT_META_LIMIT, "largest encoded instance metadata, in bytes", positive=True),
+    "buffer_size": Option(int, 10_000, "events a watch buffers before a slow consumer gets a resync", positive=True),
+    "reconnect_timeout": Option(
+        float, 30.0, "seconds a watch keeps trying to resume before it raises WatchBroken", positive=True
+    ),
 }
 """Options every backend accepts."""
 
@@ -60,9 +62,16 @@ class Resolved:
 
 
 def _convert(name: str, option: Option, value: object) -> object:
+    """``value`` as the option's kind, checked against what the option declares: the only conversion there is."""
     converted = _converted(name, option, value)
     if isinstance(converted, float) and not math.isfinite(converted):
         raise InvalidOption(name, value, "must be a finite number")
+    if option.positive and isinstance(converted, int | float) and converted <= 0:
+        raise InvalidOption(name, value, "must be positive")
+    if option.choices and isinstance(converted, str):
+        converted = converted.lower()
+        if converted not in option.choices:
+            raise InvalidOption(name, value, f"expected one of {', '.join(repr(c) for c in option.choices)}")
     return converted
 
 
@@ -206,12 +215,6 @@ def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Map
     root = _root(parts.path, shown_url)
     target = Target(parts.scheme.lower(), hosts, root, {n: values[n] for n in backend.options})
     settings = Settings(**{n: values[n] for n in CORE_OPTIONS})  # type: ignore[arg-type]
-    for name in ("default_ttl", "reconnect_timeout"):
-        if float(getattr(settings, name)) <= 0:
-            raise InvalidOption(name, getattr(settings, name), "must be positive")
-    for name in ("meta_limit", "buffer_size"):
-        if int(getattr(settings, name)) < 1:
-            raise InvalidOption(name, getattr(settings, name), "must be at least 1")
     return Resolved(chosen, backend, target, _cap_meta(settings, backend, "meta_limit" in merged))
 
 

@@ -17,11 +17,13 @@ import enum
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from discovery._background import call_listener, start_thread
 from discovery.capabilities import Capability
-from discovery.errors import AlreadyRegistered, Unsupported
+from discovery.errors import AlreadyRegistered, InvalidInput, Unsupported
+
+_S = TypeVar("_S", bound="Session")
 
 __all__ = [
     "Backend",
@@ -43,15 +45,23 @@ __all__ = [
 class Option:
     """A backend option accepted from the URL query, config file or keywords.
 
+    The config layer (:func:`discovery.connect`) converts and checks every
+    value once, before the backend is built; a backend reads the result with
+    :meth:`Backend.option` and converts nothing itself.
+
     Attributes:
         kind: the value's type; strings from URLs and files are converted to it.
         default: the value when none is given.
         help: one line for docs and ``discovery backends``.
+        positive: a number that must be above zero.
+        choices: the only values allowed (a string option's, compared in lower case).
     """
 
     kind: type
     default: object
     help: str
+    positive: bool = False
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,11 @@ class Record:
         key: the key relative to the root, ``/``-separated, no leading slash.
         value: the raw stored bytes.
         create_revision: the revision that created this incarnation of the key.
-        mod_revision: the revision of the key's last change.
+        mod_revision: the revision of the last write of the key's value. A
+            server that moves its own modification index without a write (an
+            etcd v2 TTL refresh) must not move it: the backend reports the
+            revision at which it saw the value written, or the watch engine
+            would report an update that never happened.
     """
 
     key: str
@@ -170,17 +184,24 @@ class ChangeStream(abc.ABC):
 
         Returns:
             A :class:`Batch` whose revision is above every earlier one; a
-            :class:`Gap`, after which the stream is finished; or None when
-            nothing arrived within ``timeout``.
+            :class:`Gap`, after which the stream is finished (asking again
+            returns the same gap); or None when nothing arrived within
+            ``timeout``.
 
         Raises:
+            RegistryClosed: the stream, or the backend that opened it, was
+                closed before this call (a call already waiting when it
+                closes may return None instead).
             BackendError: the stream broke; the core reopens it from the last
                 batch's revision, or resyncs.
         """
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Stop the stream and release its resources. Idempotent; never raises."""
+        """Stop the stream and release its resources. Idempotent; never raises.
+
+        Afterwards :meth:`next` raises :class:`~discovery.errors.RegistryClosed`.
+        """
 
     @property
     def confirmed(self) -> bool:
@@ -202,10 +223,16 @@ class Session(abc.ABC):
     (lease expired, ZooKeeper session expired), the backend calls
     :meth:`mark_lost`; the core then opens a new session and puts its
     registrations again.
+
+    Args:
+        ttl: the ttl asked for, in seconds.
+        backend: the backend that opens it; :meth:`Backend._own_session`
+            accepts the session there only.
     """
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, backend: Backend | None = None) -> None:
         self.ttl = ttl
+        self._opened_by = backend
         self._alive = True
         self._listeners: list[Callable[[bool], None]] = []
         self._key_listeners: list[Callable[[str], None]] = []
@@ -275,7 +302,11 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """End the session: its keys are removed at once. Idempotent.
+        """End the session: its keys are removed at once. Idempotent: a second call does nothing.
+
+        Afterwards the session is not alive, a :meth:`Backend.put` with it
+        raises :class:`~discovery.errors.SessionExpired` and a
+        :meth:`Backend.delete` with it returns False.
 
         Raises:
             BackendError: the server could not be told (the keys then expire
@@ -317,6 +348,10 @@ class Backend(abc.ABC):
     def __init__(self, target: Target) -> None:
         self.target = target
 
+    def option(self, name: str) -> Any:
+        """The value of one of the backend's declared :attr:`options`: the target's, else the default."""
+        return self.target.options.get(name, self.options[name].default)
+
     def key_size(self, key: str) -> int:
         """The size of ``key`` (relative to the root) as the server measures it, to compare with :attr:`max_key_bytes`.
 
@@ -330,6 +365,7 @@ class Backend(abc.ABC):
         """Read every key under ``prefix`` (``""`` for all, else ending in ``/``).
 
         Raises:
+            RegistryClosed: the backend was closed.
             BackendError: the read failed.
         """
 
@@ -347,6 +383,7 @@ class Backend(abc.ABC):
                 first item is a :class:`Gap`.
 
         Raises:
+            RegistryClosed: the backend was closed.
             BackendError: the stream could not be opened.
         """
 
@@ -355,6 +392,7 @@ class Backend(abc.ABC):
         """Start a lease or session of about ``ttl`` seconds, kept alive in the background.
 
         Raises:
+            RegistryClosed: the backend was closed.
             BackendError: the server refused or could not be reached.
         """
 
@@ -376,7 +414,11 @@ class Backend(abc.ABC):
                 existing key: keys form a tree whose leaves hold values, so one
                 name cannot be both (ZooKeeper and etcd v2 refuse it natively;
                 other backends check it in the same atomic write).
-            SessionExpired: the session no longer exists on the server.
+            SessionExpired: the session no longer exists on the server, or
+                was closed.
+            InvalidInput: ``session`` was not opened by this backend instance
+                (``field`` is ``"session"``; see :meth:`_own_session`).
+            RegistryClosed: the backend was closed.
             BackendError: the write failed.
         """
 
@@ -385,15 +427,42 @@ class Backend(abc.ABC):
         """Delete a key; with ``session``, only while it is bound to that session.
 
         Returns:
-            Whether a key was deleted.
+            Whether a key was deleted (False with a session that is closed or lost).
 
         Raises:
+            InvalidInput: ``session`` was not opened by this backend instance
+                (``field`` is ``"session"``; see :meth:`_own_session`).
+            RegistryClosed: the backend was closed.
             BackendError: the delete failed.
         """
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Release connections and threads. Sessions are closed first by the core. Idempotent."""
+        """Release connections and threads. Sessions are closed first by the core. Idempotent.
+
+        A second call does nothing. Afterwards :meth:`list`, :meth:`watch`,
+        :meth:`open_session`, :meth:`put` and :meth:`delete` raise
+        :class:`~discovery.errors.RegistryClosed`, and so does
+        :meth:`ChangeStream.next` of every stream this backend opened.
+        """
+
+    def _own_session(self, session: Session, kind: type[_S]) -> _S:
+        """``session`` as this backend's session class, if this very backend opened it.
+
+        For :meth:`put` and :meth:`delete`. A session is valid only with the
+        backend instance that opened it (passing ``backend=self`` to
+        :class:`Session`): a session of another backend, or of another
+        connection of this one, would bind keys to a lease or owner that this
+        connection does not keep alive, or that its server does not know.
+
+        Raises:
+            InvalidInput: the session was not opened by this backend (``field`` is ``"session"``).
+        """
+        if not isinstance(session, kind) or session._opened_by is not self:
+            raise InvalidInput(
+                "session", session, f"not a session of this {self.name} backend: open it with its open_session()"
+            )
+        return session
 
     def abandon(self) -> None:
         """Stop keep-alives and drop connections without telling the server, as a crash would.

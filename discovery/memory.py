@@ -16,6 +16,7 @@ import collections
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -36,7 +37,7 @@ from discovery.backend import (
     key_held,
 )
 from discovery.capabilities import Capability
-from discovery.errors import BackendUnavailable, NameConflict, SessionExpired
+from discovery.errors import NameConflict, RegistryClosed, SessionExpired
 
 __all__ = ["MemoryBackend", "MemorySession", "MemoryStore"]
 
@@ -187,8 +188,8 @@ def _store(name: str, history_window: int) -> MemoryStore:
 class MemorySession(Session):
     """A lease in a memory store, kept alive by a background thread."""
 
-    def __init__(self, store: MemoryStore, ttl: float) -> None:
-        super().__init__(ttl)
+    def __init__(self, store: MemoryStore, ttl: float, backend: Backend) -> None:
+        super().__init__(ttl, backend)
         self._store = store
         self._id = store.grant(ttl)
         self._stopped = threading.Event()
@@ -220,6 +221,7 @@ class _MemoryStream(ChangeStream):
         self._prefix = prefix
         self._next = next_revision
         self._closed = False
+        self._gap: Gap | None = None
 
     def next(self, timeout: float) -> Batch | Gap | None:
         deadline = time.monotonic() + timeout
@@ -227,12 +229,14 @@ class _MemoryStream(ChangeStream):
         with store.condition:
             while True:
                 if self._closed:
-                    raise BackendUnavailable("memory", "stream closed")
+                    raise RegistryClosed("change stream closed")
+                if self._gap is not None:
+                    return self._gap
                 if self._next <= store.revision:
                     oldest = store.oldest_revision()
                     if self._next < oldest:
-                        self._closed = True
-                        return Gap("history-window")
+                        self._gap = Gap("history-window")
+                        return self._gap
                     batch = store.history[self._next - oldest]
                     self._next += 1
                     changes = tuple(c for c in batch.changes if c.key.startswith(self._prefix))
@@ -272,6 +276,12 @@ class MemoryBackend(Backend):
         self.store = _store(name or "default", max(1, window))
         self._root = target.root.strip("/")
         self._sessions: list[MemorySession] = []
+        self._streams: weakref.WeakSet[_RootedStream] = weakref.WeakSet()
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RegistryClosed(f"{self.name} backend is closed")
 
     def _key(self, key: str) -> str:
         return f"{self._root}/{key}" if self._root else key
@@ -283,6 +293,7 @@ class MemoryBackend(Backend):
         return f"{self._root}/{prefix}" if self._root else prefix
 
     def list(self, prefix: str) -> Listing:
+        self._check_open()
         full = self._full_prefix(prefix)
         with self.store.condition:
             records = tuple(
@@ -293,21 +304,27 @@ class MemoryBackend(Backend):
             return Listing(self.store.revision, records)
 
     def watch(self, prefix: str, after_revision: int | None) -> ChangeStream:
+        self._check_open()
         with self.store.condition:
             start = self.store.revision + 1 if after_revision is None else after_revision + 1
-        return _RootedStream(_MemoryStream(self.store, self._full_prefix(prefix), start), self)
+        stream = _RootedStream(_MemoryStream(self.store, self._full_prefix(prefix), start), self)
+        self._streams.add(stream)
+        return stream
 
     def open_session(self, ttl: float) -> Session:
-        session = MemorySession(self.store, ttl)
+        self._check_open()
+        session = MemorySession(self.store, ttl, self)
         self._sessions.append(session)
         return session
 
     def put(self, key: str, value: bytes, session: Session | None) -> int:
+        self._check_open()
+        owner = None if session is None else self._own_session(session, MemorySession)
         full = self._key(key)
         store = self.store
         with store.condition:
             entry = store.entries.get(full)
-            session_id = session.id if session is not None else None
+            session_id = owner.id if owner is not None else None
             if session_id is not None:
                 if session_id not in store.leases:
                     raise SessionExpired("memory", f"lease {session_id} has expired")
@@ -329,11 +346,13 @@ class MemoryBackend(Backend):
             return store.commit([Change(ChangeKind.PUT, full, value, create, revision)])
 
     def delete(self, key: str, session: Session | None = None) -> bool:
+        self._check_open()
+        owner = None if session is None else self._own_session(session, MemorySession)
         full = self._key(key)
         store = self.store
         with store.condition:
             entry = store.entries.get(full)
-            if entry is None or (session is not None and entry.session_id != session.id):
+            if entry is None or (owner is not None and entry.session_id != owner.id):
                 return False
             store.remove_entry(full)
             if entry.session_id is not None and entry.session_id in store.leases:
@@ -353,9 +372,12 @@ class MemoryBackend(Backend):
             self.store.revoke(session.id, expired=True)
 
     def close(self) -> None:
+        self._closed = True
         for session in self._sessions:
             session.abandon()
         self._sessions.clear()
+        for stream in list(self._streams):
+            stream.close()
 
     def server_version(self) -> str:
         return "in-process"

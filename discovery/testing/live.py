@@ -1,8 +1,8 @@
-"""The conformance suite against a live registry given by ``--registry-url`` (see the plugin).
+"""The conformance suite and the backend contract against a live registry given by ``--registry-url`` (see the plugin).
 
-Each test works under a fresh root below the URL's root and removes what it
-registered. Registrant deaths are played by killed processes, so the URL
-must be reachable from a subprocess too.
+Each test works under a fresh root (or, for the contract, a fresh key prefix)
+below the URL's root and removes what it registered. Registrant deaths are
+played by killed processes, so the URL must be reachable from a subprocess too.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import pytest
 
+from discovery.testing.contract import BackendContract, BackendMaker, maker_from_url
 from discovery.testing.fixtures import RegistryFixtures
 from discovery.testing.suite import RegistrySuite
 
@@ -38,3 +39,14 @@ class LiveFixtures(RegistryFixtures):
 
 class TestLiveRegistry(RegistrySuite, LiveFixtures):
     """Every generic scenario, against the live registry."""
+
+
+class TestLiveBackendContract(BackendContract):
+    """The backend contract checks, against the backend of the live registry."""
+
+    @pytest.fixture
+    def backend_maker(self, request: pytest.FixtureRequest) -> BackendMaker:
+        url = request.config.getoption("--registry-url")
+        if not url:
+            pytest.fail("the live contract needs --registry-url URL (with -p discovery.testing.plugin)")
+        return maker_from_url(str(url))

@@ -22,22 +22,22 @@ import queue
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
 import requests
 
 from discovery._background import start_thread
-from discovery.backend import Batch, ChangeStream, Gap, Option, Target
+from discovery.backend import Backend, Batch, ChangeStream, Gap, Option
 from discovery.errors import BackendError, BackendUnavailable, DiscoveryError, InvalidOption, RegistryClosed
 from discovery.translation import ErrorTranslation
 
 __all__ = [
+    "ConnectionSettings",
     "Endpoints",
     "KeySpace",
     "OPTIONS",
     "QueuedStream",
-    "Settings",
     "abort_response",
     "fetch_version",
     "make_http",
@@ -48,8 +48,10 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 OPTIONS: Mapping[str, Option] = {
-    "timeout": Option(float, 5.0, "seconds to wait for an answer from etcd"),
-    "protocol": Option(str, "", "http or https; when empty, https if ca, cert or key is set, else http"),
+    "timeout": Option(float, 5.0, "seconds to wait for an answer from etcd", positive=True),
+    "protocol": Option(
+        str, "", "http or https; when empty, https if ca, cert or key is set, else http", choices=("", "http", "https")
+    ),
     "ca": Option(str, "", "CA bundle file that verifies the server's certificate (implies https)"),
     "cert": Option(str, "", "client certificate file (implies https)"),
     "key": Option(str, "", "client private key file, for cert (implies https)"),
@@ -60,7 +62,7 @@ OPTIONS: Mapping[str, Option] = {
 
 
 @dataclass(frozen=True)
-class Settings:
+class ConnectionSettings:
     """A backend's connection settings, read from its :class:`~discovery.backend.Target`.
 
     Attributes:
@@ -81,37 +83,24 @@ class Settings:
     cert: str
     key: str
     user: str
-    password: str
+    password: str = field(repr=False)
 
     default_port: ClassVar[int] = 2379
 
     @classmethod
-    def from_target(cls, target: Target) -> Settings:
-        """Read and check the options of ``target``.
+    def of(cls, backend: Backend) -> ConnectionSettings:
+        """The settings of ``backend``, from its options (converted and checked by the config layer).
 
         Raises:
-            InvalidOption: a value cannot be used (bad protocol, timeout not positive).
+            InvalidOption: a client key without a client certificate.
         """
-        options = target.options
-
-        def text(name: str) -> str:
-            value = options.get(name, OPTIONS[name].default)
-            return "" if value is None else str(value)
-
-        try:
-            timeout = float(str(options.get("timeout", OPTIONS["timeout"].default)))
-        except ValueError:
-            raise InvalidOption("timeout", options.get("timeout"), "expected a number of seconds") from None
-        if timeout <= 0:
-            raise InvalidOption("timeout", timeout, "must be positive")
-        ca, cert, key = text("ca"), text("cert"), text("key")
-        protocol = text("protocol").lower() or ("https" if ca or cert or key else "http")
-        if protocol not in ("http", "https"):
-            raise InvalidOption("protocol", protocol, "expected http or https")
+        text = {name: str(backend.option(name) or "") for name in ("protocol", "ca", "cert", "key", "user", "password")}
+        ca, cert, key = text["ca"], text["cert"], text["key"]
         if key and not cert:
             raise InvalidOption("key", key, "a client key needs a client certificate (cert)")
-        hosts = target.hosts or (("127.0.0.1", cls.default_port),)
-        return cls(protocol, hosts, timeout, ca, cert, key, text("user"), text("password"))
+        protocol = text["protocol"] or ("https" if ca or cert or key else "http")
+        hosts = backend.target.hosts or (("127.0.0.1", cls.default_port),)
+        return cls(protocol, hosts, float(backend.option("timeout")), ca, cert, key, text["user"], text["password"])
 
     @property
     def endpoints(self) -> tuple[str, ...]:
@@ -199,7 +188,7 @@ class Endpoints:
         raise last
 
 
-def make_http(settings: Settings) -> requests.Session:
+def make_http(settings: ConnectionSettings) -> requests.Session:
     """A requests session with the TLS settings applied (no credentials: each API authenticates its own way)."""
     http = requests.Session()
     http.verify = settings.verify
@@ -208,7 +197,7 @@ def make_http(settings: Settings) -> requests.Session:
     return http
 
 
-def fetch_version(http: requests.Session, settings: Settings) -> str:
+def fetch_version(http: requests.Session, settings: ConnectionSettings) -> str:
     """The etcd server version from ``/version`` of the first endpoint that answers; ``"unknown"`` if none."""
     for endpoint in settings.endpoints:
         try:
@@ -356,15 +345,15 @@ class QueuedStream(ChangeStream):
         Raises:
             BackendUnavailable: the stream broke (connection lost, server gone).
             BackendError: the server ended the stream for another reason.
-            RegistryClosed: the stream was closed.
+            RegistryClosed: the stream (or the backend, which closes its streams) was closed.
         """
+        if self._closed.is_set():
+            raise RegistryClosed("change stream closed")
         final = self._final
         if isinstance(final, Gap):
             return final
         if final is not None:
             raise final
-        if self._closed.is_set():
-            raise RegistryClosed("change stream closed")
         try:
             item = self._items.get(timeout=max(0.0, timeout))
         except queue.Empty:

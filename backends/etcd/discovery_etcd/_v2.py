@@ -66,10 +66,10 @@ from discovery.errors import (
 )
 from discovery_etcd._common import (
     OPTIONS,
+    ConnectionSettings,
     Endpoints,
     KeySpace,
     QueuedStream,
-    Settings,
     abort_response,
     fetch_version,
     make_http,
@@ -407,7 +407,7 @@ class Etcd2Backend(Backend):
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        self.settings = Settings.from_target(target)
+        self.settings = ConnectionSettings.of(self)
         self.keys = V2KeySpace(target.root)
         settings = self.settings
         cert = (settings.cert, settings.key) if settings.key else (settings.cert or None)

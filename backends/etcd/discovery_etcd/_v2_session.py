@@ -75,7 +75,7 @@ class TtlSession(Session):
     """
 
     def __init__(self, backend: Etcd2Backend, ttl: float) -> None:
-        super().__init__(ttl)
+        super().__init__(ttl, backend)
         self._backend = backend
         self.ttl_seconds = max(1, math.ceil(ttl))
         self._interval = self.ttl_seconds / 3

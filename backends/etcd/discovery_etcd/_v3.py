@@ -55,7 +55,7 @@ from discovery.errors import (
     NameConflict,
     RegistryClosed,
 )
-from discovery_etcd._common import OPTIONS, KeySpace, QueuedStream, Settings, abort_response
+from discovery_etcd._common import OPTIONS, ConnectionSettings, KeySpace, QueuedStream, abort_response
 from discovery_etcd._errors import V3_ERRORS, GatewayError
 from discovery_etcd._v3client import V3Client, b64, prefix_end, unb64
 
@@ -121,7 +121,7 @@ class LeaseSession(Session):
     """
 
     def __init__(self, backend: EtcdBackend, ttl: float) -> None:
-        super().__init__(ttl)
+        super().__init__(ttl, backend)
         self._backend = backend
         self._client = backend.client
         requested = max(1, math.ceil(ttl))
@@ -387,7 +387,7 @@ class EtcdBackend(Backend):
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        self.settings = Settings.from_target(target)
+        self.settings = ConnectionSettings.of(self)
         self.client = V3Client(self.settings)
         self.keys = KeySpace(target.root)
         self._sessions: weakref.WeakSet[LeaseSession] = weakref.WeakSet()
@@ -413,9 +413,7 @@ class EtcdBackend(Backend):
             raise RegistryClosed(f"{self.name} backend is closed")
 
     def _lease_session(self, session: Session) -> LeaseSession:
-        if not isinstance(session, LeaseSession):
-            raise TypeError(f"session {session!r} was not opened by an etcd backend")
-        return session
+        return self._own_session(session, LeaseSession)
 
     def orphan(self, lease_id: int) -> None:
         """Adopt a lease lost without a successful revoke: puts may take its keys over, and it is revoked later."""

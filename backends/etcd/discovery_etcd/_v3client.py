@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from discovery_etcd._common import Endpoints, Settings, fetch_version, make_http, wait_forever
+from discovery_etcd._common import ConnectionSettings, Endpoints, fetch_version, make_http, wait_forever
 from discovery_etcd._errors import GatewayError
 
 __all__ = ["V3Client", "b64", "gateway_error", "prefix_end", "unb64"]
@@ -76,7 +76,7 @@ class V3Client:
         settings: endpoints, timeout, TLS files and credentials.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
         self.endpoints = Endpoints(settings.endpoints)
         self._http = make_http(settings)

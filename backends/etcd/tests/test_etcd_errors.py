@@ -27,7 +27,7 @@ from discovery.errors import (
     Unsupported,
 )
 from discovery_etcd import Etcd2Backend, EtcdBackend
-from discovery_etcd._common import KeySpace, Settings
+from discovery_etcd._common import ConnectionSettings, KeySpace
 from discovery_etcd._errors import (
     ETCD_ERRORS,
     GATEWAY_CODES,
@@ -167,18 +167,18 @@ def test_entry_points_and_declarations() -> None:
 
 
 def test_settings_from_options() -> None:
-    plain = Settings.from_target(Target("etcd", (("127.0.0.1", 2379), ("::1", 2380)), "/s", {}))
+    plain = ConnectionSettings.of(EtcdBackend(Target("etcd", (("127.0.0.1", 2379), ("::1", 2380)), "/s", {})))
     assert plain.endpoints == ("http://127.0.0.1:2379", "http://[::1]:2380")
     assert plain.timeout == 5.0
-    tls = Settings.from_target(Target("etcd", (), "", {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}))
+    files = {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}
+    tls = ConnectionSettings.of(EtcdBackend(Target("etcd", (), "", files)))
     assert tls.endpoints == ("https://127.0.0.1:2379",)
     assert (tls.verify, tls.client_cert) == ("/ca.pem", ("/c.pem", "/k.pem"))
-    with pytest.raises(InvalidOption):
-        Settings.from_target(Target("etcd", (), "", {"protocol": "gopher"}))
-    with pytest.raises(InvalidOption):
-        Settings.from_target(Target("etcd", (), "", {"timeout": 0.0}))
-    with pytest.raises(InvalidOption):
-        Settings.from_target(Target("etcd", (), "", {"key": "/k.pem"}))
+    assert "secret" not in repr(ConnectionSettings.of(EtcdBackend(Target("etcd", (), "", {"password": "secret"}))))
+    for query, option in (("protocol=gopher", "protocol"), ("timeout=0", "timeout"), ("key=/k.pem", "key")):
+        with pytest.raises(InvalidOption) as caught:
+            discovery.connect(f"etcd://127.0.0.1:1/s?{query}")
+        assert caught.value.option == option
 
 
 def test_key_mapping() -> None:

@@ -13,7 +13,6 @@ import pytest
 import discovery
 from discovery.backend import Batch, ChangeKind, Gap, Session
 from discovery.errors import (
-    AlreadyRegistered,
     BackendError,
     BackendUnavailable,
     InvalidValue,
@@ -39,70 +38,10 @@ def raw_client(cluster: EtcdCluster) -> etcd.Client:
     return etcd.Client(host=host, port=int(port), read_timeout=5)
 
 
-def test_put_list_delete(v2: Etcd2Backend) -> None:
-    first = v2.put("buzz/api/h1", b"one", None)
-    second = v2.put("buzz/web/h2", b"two", None)
-    v2.put("other/x/y", b"three", None)
-    listing = v2.list("buzz/")
-    assert listing.revision >= second > first
-    records = {record.key: record for record in listing.records}
-    assert set(records) == {"buzz/api/h1", "buzz/web/h2"}
-    assert records["buzz/api/h1"].value == b"one"
-    assert records["buzz/api/h1"].create_revision == records["buzz/api/h1"].mod_revision == first
-    assert {record.key for record in v2.list("").records} == {"buzz/api/h1", "buzz/web/h2", "other/x/y"}
-    assert v2.delete("buzz/api/h1") is True
-    assert v2.delete("buzz/api/h1") is False
-    assert v2.delete("buzz/api") is False
-    assert [record.key for record in v2.list("buzz/").records] == ["buzz/web/h2"]
-
-
-def test_listing_of_a_missing_directory_is_empty_at_the_current_index(v2: Etcd2Backend) -> None:
-    index = v2.put("elsewhere/a/b", b"x", None)
-    listing = v2.list("nothing/")
-    assert listing.records == ()
-    assert listing.revision >= index
-
-
 def test_underscore_names_are_stored_visibly(v2: Etcd2Backend, etcd_cluster: EtcdCluster, root: str) -> None:
     v2.put("buzz/api/_definition", b'{"min_instances":2}', None)
     assert [record.key for record in v2.list("buzz/").records] == ["buzz/api/_definition"]
     assert raw_client(etcd_cluster).read(f"{root}/buzz/api/~_definition").value == '{"min_instances":2}'
-
-
-def test_session_owns_its_keys(v2: Etcd2Backend, etcd_cluster: EtcdCluster, root: str) -> None:
-    mine = v2.open_session(2)
-    theirs = v2.open_session(2)
-    assert isinstance(mine, TtlSession) and isinstance(theirs, TtlSession)
-    created = v2.put("svc/a/h1", owned(mine), mine)
-    replaced = v2.put("svc/a/h1", owned(mine, ',"v":2'), mine)
-    assert replaced > created
-    with pytest.raises(AlreadyRegistered) as caught:
-        v2.put("svc/a/h1", owned(theirs), theirs)
-    assert (caught.value.service, caught.value.instance_id) == ("svc/a", "h1")
-    assert v2.delete("svc/a/h1", theirs) is False
-    (record,) = v2.list("svc/").records
-    assert (record.create_revision, record.mod_revision, record.value) == (created, replaced, owned(mine, ',"v":2'))
-    assert raw_client(etcd_cluster).read(f"{root}/svc/a/h1").ttl is not None
-    v2.put("svc/a/plain", b"not json", None)
-    with pytest.raises(AlreadyRegistered):
-        v2.put("svc/a/plain", owned(mine), mine)
-    assert v2.delete("svc/a/h1", mine) is True
-    assert v2.delete("svc/a/h1", mine) is False
-    mine.close()
-    theirs.close()
-
-
-def test_session_close_deletes_its_keys(v2: Etcd2Backend) -> None:
-    session = v2.open_session(2)
-    assert isinstance(session, TtlSession)
-    for n in range(3):
-        v2.put(f"svc/a/h{n}", owned(session), session)
-    session.close()
-    session.close()
-    assert not session.alive
-    assert v2.list("svc/").records == ()
-    with pytest.raises(SessionExpired):
-        v2.put("svc/a/h9", owned(session), session)
 
 
 def test_refresh_keeps_keys_past_the_ttl(v2: Etcd2Backend) -> None:
@@ -253,16 +192,6 @@ def test_watch_tells_expiry_from_delete(v2: Etcd2Backend, read_stream: Collect) 
     ]
     assert (changes[1].create_revision, changes[1].mod_revision) == (created, updated)
     assert all(len(batch.changes) == 1 and batch.revision == batch.changes[0].mod_revision for batch in batches)
-
-
-def test_watch_resumes_after_an_index(v2: Etcd2Backend, read_stream: Collect) -> None:
-    first = v2.put("svc/a/h1", b"1", None)
-    second = v2.put("svc/a/h2", b"2", None)
-    third = v2.put("svc/a/h3", b"3", None)
-    stream = v2.watch("svc/", first)
-    batches, _ = read_stream(stream, lambda got: len(got) >= 2)
-    stream.close()
-    assert [batch.revision for batch in batches] == [second, third]
 
 
 def test_removed_directory_is_a_gap(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +10,7 @@ import pytest
 
 import discovery
 from discovery.backend import Batch, ChangeKind, Gap, Session
-from discovery.errors import AlreadyRegistered, BackendError, BackendUnavailable, RegistryClosed, SessionExpired
+from discovery.errors import BackendError, BackendUnavailable
 from discovery.servers import EtcdCluster, free_ports
 from discovery.testing.waiting import wait_until
 from discovery_etcd import EtcdBackend
@@ -29,79 +27,10 @@ def owned(session: Session, extra: str = "") -> bytes:
     return f'{{"registrant":"{session.id}"{extra}}}'.encode()
 
 
-def test_put_list_delete(v3: EtcdBackend) -> None:
-    first = v3.put("buzz/api/h1", b"one", None)
-    second = v3.put("buzz/web/h2", b"two", None)
-    v3.put("other/x/y", b"three", None)
-    listing = v3.list("buzz/")
-    assert listing.revision >= second > first
-    records = {record.key: record for record in listing.records}
-    assert set(records) == {"buzz/api/h1", "buzz/web/h2"}
-    assert records["buzz/api/h1"].value == b"one"
-    assert records["buzz/api/h1"].create_revision == records["buzz/api/h1"].mod_revision == first
-    assert {record.key for record in v3.list("").records} == {"buzz/api/h1", "buzz/web/h2", "other/x/y"}
-    assert v3.delete("buzz/api/h1") is True
-    assert v3.delete("buzz/api/h1") is False
-    assert [record.key for record in v3.list("buzz/").records] == ["buzz/web/h2"]
-
-
-def test_empty_prefix_lists_nothing_at_the_current_revision(v3: EtcdBackend) -> None:
-    revision = v3.put("elsewhere/a/b", b"x", None)
-    listing = v3.list("nothing/")
-    assert listing.records == ()
-    assert listing.revision >= revision
-
-
-def test_session_owns_its_keys(v3: EtcdBackend) -> None:
-    mine = v3.open_session(2)
-    theirs = v3.open_session(2)
-    assert isinstance(mine, LeaseSession) and isinstance(theirs, LeaseSession)
-    created = v3.put("svc/a/h1", owned(mine), mine)
-    replaced = v3.put("svc/a/h1", owned(mine, ',"v":2'), mine)
-    assert replaced > created
-    with pytest.raises(AlreadyRegistered) as caught:
-        v3.put("svc/a/h1", owned(theirs), theirs)
-    assert (caught.value.service, caught.value.instance_id) == ("svc/a", "h1")
-    assert v3.delete("svc/a/h1", theirs) is False
-    (record,) = v3.list("svc/").records
-    assert (record.create_revision, record.mod_revision, record.value) == (created, replaced, owned(mine, ',"v":2'))
-    v3.put("svc/a/plain", b"persistent", None)
-    with pytest.raises(AlreadyRegistered):
-        v3.put("svc/a/plain", owned(mine), mine)
-    assert v3.delete("svc/a/h1", mine) is True
-    assert v3.delete("svc/a/h1", mine) is False
-    mine.close()
-    theirs.close()
-
-
-def test_session_close_removes_its_keys_and_put_then_raises(v3: EtcdBackend) -> None:
-    session = v3.open_session(2)
-    assert isinstance(session, LeaseSession)
-    for n in range(3):
-        v3.put(f"svc/a/h{n}", owned(session), session)
-    session.close()
-    session.close()
-    assert not session.alive
-    assert v3.list("svc/").records == ()
-    with pytest.raises(SessionExpired):
-        v3.put("svc/a/h9", owned(session), session)
-
-
 def test_session_ttl_honours_etcd_minimum(v3: EtcdBackend) -> None:
     session = v3.open_session(0.5)
     assert isinstance(session, LeaseSession)
     assert session.granted_ttl >= EtcdBackend.min_ttl
-    session.close()
-
-
-def test_keepalive_keeps_keys_past_the_ttl(v3: EtcdBackend) -> None:
-    session = v3.open_session(2)
-    v3.put("svc/a/h1", b"{}", session)
-    deadline = time.monotonic() + 3 * 2 + 1
-    while time.monotonic() < deadline:
-        assert session.alive
-        assert [record.key for record in v3.list("svc/").records] == ["svc/a/h1"]
-        time.sleep(0.25)
     session.close()
 
 
@@ -116,40 +45,6 @@ def test_lease_revoked_behind_the_session_turns_it_dead(v3: EtcdBackend, etcd_cl
     assert heard == [False]
     assert v3.list("svc/").records == ()
     session.close()
-
-
-def test_watch_from_now_is_established_when_it_returns(v3: EtcdBackend, read_stream: Collect) -> None:
-    stream = v3.watch("svc/", None)
-    revision = v3.put("svc/a/h1", b"v1", None)
-    v3.put("svcx/a/h1", b"not under the prefix", None)
-    updated = v3.put("svc/a/h1", b"v2", None)
-    deleted = v3.put("svc/a/h2", b"x", None)
-    v3.delete("svc/a/h2")
-    batches, gap = read_stream(stream, lambda got: len(got) >= 4)
-    assert gap is None
-    stream.close()
-    changes = [change for batch in batches for change in batch.changes]
-    assert [(c.kind, c.key, c.value) for c in changes] == [
-        (ChangeKind.PUT, "svc/a/h1", b"v1"),
-        (ChangeKind.PUT, "svc/a/h1", b"v2"),
-        (ChangeKind.PUT, "svc/a/h2", b"x"),
-        (ChangeKind.DELETE, "svc/a/h2", None),
-    ]
-    assert changes[0].create_revision == changes[0].mod_revision == revision
-    assert (changes[1].create_revision, changes[1].mod_revision) == (revision, updated)
-    assert changes[2].mod_revision == deleted
-    assert changes[3].expired is None
-    assert [batch.revision for batch in batches] == sorted({batch.revision for batch in batches})
-
-
-def test_watch_resumes_after_a_revision(v3: EtcdBackend, read_stream: Collect) -> None:
-    first = v3.put("svc/a/h1", b"1", None)
-    second = v3.put("svc/a/h2", b"2", None)
-    third = v3.put("svc/a/h3", b"3", None)
-    stream = v3.watch("svc/", first)
-    batches, _ = read_stream(stream, lambda got: len(got) >= 2)
-    stream.close()
-    assert [batch.revision for batch in batches] == [second, third]
 
 
 def test_lease_revoke_is_one_batch_of_fifty_deletes(v3: EtcdBackend, read_stream: Collect) -> None:
@@ -167,28 +62,6 @@ def test_lease_revoke_is_one_batch_of_fifty_deletes(v3: EtcdBackend, read_stream
     assert {change.kind for change in batch.changes} == {ChangeKind.DELETE}
     assert {change.mod_revision for change in batch.changes} == {batch.revision}
     assert {change.key for change in batch.changes} == {f"svc/a/h{n:02}" for n in range(50)}
-
-
-def test_next_times_out_and_close_is_prompt(v3: EtcdBackend) -> None:
-    stream = v3.watch("svc/", None)
-    started = time.monotonic()
-    assert stream.next(0.3) is None
-    assert time.monotonic() - started < 2
-    done = threading.Event()
-
-    def close_later() -> None:
-        time.sleep(0.2)
-        stream.close()
-        done.set()
-
-    threading.Thread(target=close_later).start()
-    started = time.monotonic()
-    with pytest.raises(RegistryClosed):
-        while True:
-            stream.next(0.1)
-    assert done.wait(5)
-    assert time.monotonic() - started < 3
-    stream.close()
 
 
 def test_plain_client_keys_are_records_and_events(v3: EtcdBackend, etcd_cluster: EtcdCluster, root: str) -> None:

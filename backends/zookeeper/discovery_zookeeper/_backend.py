@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Mapping, MutableSequence
@@ -57,12 +56,13 @@ from discovery.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
-    InvalidOption,
     NameConflict,
+    RegistryClosed,
     SessionExpired,
     Unsupported,
 )
 from discovery_zookeeper._errors import BACKEND, ERRORS
+from discovery_zookeeper._kazoo_private import drop_connection, shut_socket
 from discovery_zookeeper._multi_read import ReadFailed, read_many
 from discovery_zookeeper._paths import REFUSED_CHARACTERS, Namespace, join, parent
 from discovery_zookeeper._persistent_watch import PersistentWatches
@@ -95,17 +95,6 @@ _CONNECTION_ERRORS = (BackendUnavailable, BackendTimeout)
 _FLUSHER_JOIN = 2.0
 
 
-def _seconds(name: str, value: object) -> float:
-    """A positive duration option.
-
-    Raises:
-        InvalidOption: not a positive number.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InvalidOption(name, value, "expected a positive number of seconds")
-    return float(value)
-
-
 class ZooKeeperSession(Session):
     """A registry session bound to the kazoo client's current ZooKeeper session.
 
@@ -122,7 +111,7 @@ class ZooKeeperSession(Session):
     """
 
     def __init__(self, backend: ZooKeeperBackend, ttl: float, session_id: int) -> None:
-        super().__init__(ttl)
+        super().__init__(ttl, backend)
         self.session_id = session_id
         self._backend = backend
         self._keys: set[str] = set()
@@ -197,9 +186,9 @@ class ZooKeeperBackend(Backend):
     refused_characters: ClassVar[tuple[tuple[int, int], ...]] = REFUSED_CHARACTERS
     options: ClassVar[Mapping[str, Option]] = {
         "session_timeout": Option(
-            float, 10.0, "ZooKeeper session timeout, seconds: how long instances outlive a crash"
+            float, 10.0, "ZooKeeper session timeout, seconds: how long instances outlive a crash", positive=True
         ),
-        "connect_timeout": Option(float, 10.0, "seconds to wait for a connection to the ensemble"),
+        "connect_timeout": Option(float, 10.0, "seconds to wait for a connection to the ensemble", positive=True),
         "auth_digest": Option(str, "", "digest credentials 'user:password' added to the connection"),
         "use_ssl": Option(bool, False, "connect with TLS"),
         "ca": Option(str, "", "TLS: CA certificate file"),
@@ -210,9 +199,9 @@ class ZooKeeperBackend(Backend):
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        values = {name: target.options.get(name, option.default) for name, option in self.options.items()}
-        self._session_timeout = _seconds("session_timeout", values["session_timeout"])
-        self._connect_timeout = _seconds("connect_timeout", values["connect_timeout"])
+        values = {name: self.option(name) for name in self.options}
+        self._session_timeout = float(values["session_timeout"])
+        self._connect_timeout = float(values["connect_timeout"])
         self._request_timeout = self._session_timeout + self._connect_timeout
         self._namespace = Namespace(target.root)
         self._client_options = self._kazoo_options(values)
@@ -271,6 +260,7 @@ class ZooKeeperBackend(Backend):
             The records with ``create_revision=czxid``, ``mod_revision=mzxid``.
 
         Raises:
+            RegistryClosed: the backend was closed.
             BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: a znode on the path refuses this client.
@@ -330,18 +320,22 @@ class ZooKeeperBackend(Backend):
             The stream of changes below the prefix.
 
         Raises:
+            RegistryClosed: the backend was closed.
             Unsupported: the server is older than ZooKeeper 3.6 (no ``addWatch``).
             BackendUnavailable: not connected within half a second (the core
                 retries with its own back-off), or the connection dropped.
             BackendTimeout: the server did not acknowledge in time.
             BackendError: the server refused the watch.
         """
+        self._check_usable()
         if after_revision is not None:
-            return FinishedStream("no-resume")
+            return FinishedStream("no-resume", self._is_closed)
         self._await_connection(min(self._connect_timeout, _WATCH_PATIENCE))
         self._require_persistent_watches()
         base = self._namespace.base(prefix)
-        stream = ZooKeeperChangeStream(self._client, self._namespace, base, self._request_timeout, self._is_dead)
+        stream = ZooKeeperChangeStream(
+            self._client, self._namespace, base, self._request_timeout, self._is_dead, self._is_closed
+        )
         try:
             with ERRORS.boundary(f"watch {prefix!r}"):
                 subscription = self._watches.add(base, stream, timeout=self._request_timeout)
@@ -363,6 +357,7 @@ class ZooKeeperBackend(Backend):
             The session; it turns not alive when the ZooKeeper session is lost.
 
         Raises:
+            RegistryClosed: the backend was closed.
             BackendUnavailable: no connection within ``connect_timeout``.
         """
         deadline = time.monotonic() + self._connect_timeout
@@ -398,7 +393,9 @@ class ZooKeeperBackend(Backend):
             NameConflict: a key lies below ``key`` (the ``conflict``), or an
                 instance or a znode with data lies above it.
             InvalidName: the key holds a character ZooKeeper refuses.
-            SessionExpired: the session is no longer the client's ZooKeeper session.
+            InvalidInput: the session was not opened by this backend.
+            SessionExpired: the session is closed, or no longer the client's ZooKeeper session.
+            RegistryClosed: the backend was closed.
             BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: the ACL refuses this client.
@@ -431,12 +428,15 @@ class ZooKeeperBackend(Backend):
             session: None to delete whatever key is there; else a session of this backend.
 
         Returns:
-            Whether a key was deleted (or, deferred, is owed a delete).
+            Whether a key was deleted (or, deferred, is owed a delete); False
+            with a session that is closed or lost.
 
         Raises:
             InvalidName: the key holds a character ZooKeeper refuses.
+            InvalidInput: the session was not opened by this backend.
+            RegistryClosed: the backend was closed.
             BackendUnavailable: without a session: not connected within
-                ``connect_timeout``, or the connection dropped; or the backend is closed.
+                ``connect_timeout``, or the connection dropped.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: the ACL refuses this client.
             BackendError: another failure.
@@ -447,17 +447,18 @@ class ZooKeeperBackend(Backend):
             with ERRORS.boundary(f"delete {key}"):
                 return self._delete_key(path)
         self._check_usable()
-        if not isinstance(session, ZooKeeperSession) or session._backend is not self or not session.alive:
+        owned = self._own_session(session, ZooKeeperSession)
+        if not owned.alive:
             return False
         if not self._client.connected:
-            return self._defer_delete(key, session)
+            return self._defer_delete(key, owned)
         try:
             with ERRORS.boundary(f"delete {key}"):
-                deleted = self._delete_owned(path, session.session_id)
+                deleted = self._delete_owned(path, owned.session_id)
         except _CONNECTION_ERRORS as exc:
             _log.info("zookeeper: delete of %s failed (%s); deferred to the reconnection", key, exc)
-            return self._defer_delete(key, session)
-        session._track(key, False)
+            return self._defer_delete(key, owned)
+        owned._track(key, False)
         return deleted
 
     def close(self) -> None:
@@ -493,9 +494,7 @@ class ZooKeeperBackend(Backend):
         """
         with self._state:
             self._abandoned = True
-        self._client._stopped.set()
-        self._shutdown_socket()
-        self._client._connection.stop(self._connect_timeout)
+        drop_connection(self._client, self._connect_timeout)
 
     def server_version(self) -> str:
         """The version of the server the client is connected to (``"3.8.0"``), from the ``srvr`` command.
@@ -545,7 +544,7 @@ class ZooKeeperBackend(Backend):
             BackendUnavailable: not connected.
         """
         self._check_usable()
-        if not self._shutdown_socket():
+        if not shut_socket(self._client):
             raise BackendUnavailable(BACKEND, "not connected: no connection to drop")
 
     @property
@@ -573,14 +572,6 @@ class ZooKeeperBackend(Backend):
     def _hosts(self) -> str:
         return ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.target.hosts)
 
-    def _shutdown_socket(self) -> bool:
-        sock = self._client._connection._socket
-        if sock is None:
-            return False
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        return True
-
     def _wait(self, result: Any) -> Any:
         return result.get(timeout=self._request_timeout)
 
@@ -594,9 +585,14 @@ class ZooKeeperBackend(Backend):
     def _is_dead(self) -> bool:
         return self._closed or self._client.client_state in _DEAD_STATES
 
+    def _is_closed(self) -> bool:
+        return self._closed
+
     def _check_usable(self) -> None:
-        if self._closed or self._abandoned:
-            raise BackendUnavailable(BACKEND, "the backend is closed")
+        if self._closed:
+            raise RegistryClosed(f"{self.name} backend is closed")
+        if self._abandoned:
+            raise BackendUnavailable(BACKEND, "the backend was abandoned, as by a crash")
 
     def _await_connection(self, patience: float | None = None) -> None:
         """Wait up to ``patience`` (default ``connect_timeout``) for a connection; kazoo would queue a request forever.
@@ -712,11 +708,11 @@ class ZooKeeperBackend(Backend):
         """The session as ours, if it is still bound to the client's current ZooKeeper session.
 
         Raises:
+            InvalidInput: the session was not opened by this backend.
             SessionExpired: the session is closed, or the ZooKeeper session it was bound to is gone.
             BackendUnavailable: no connection within ``connect_timeout`` to tell.
         """
-        if not isinstance(session, ZooKeeperSession) or session._backend is not self:
-            raise SessionExpired(BACKEND, f"session {session.id} was not opened by this backend")
+        session = self._own_session(session, ZooKeeperSession)
         if not session.alive:
             raise SessionExpired(BACKEND, f"session {session.id} is closed or lost")
         with self._state:

@@ -48,7 +48,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NoNodeError
 
 from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap
-from discovery.errors import BackendTimeout, BackendUnavailable, SessionExpired
+from discovery.errors import BackendTimeout, BackendUnavailable, RegistryClosed, SessionExpired
 from discovery_zookeeper._errors import BACKEND, ERRORS
 from discovery_zookeeper._paths import Namespace, parent
 from discovery_zookeeper._persistent_watch import Notification, NotificationKind
@@ -143,13 +143,22 @@ class FinishedStream(ChangeStream):
 
     Args:
         reason: the gap's reason (``no-resume``).
+        backend_closed: tells whether the backend that opened it was closed.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, backend_closed: Callable[[], bool]) -> None:
         self._gap = Gap(reason)
+        self._backend_closed = backend_closed
+        self._closed = False
 
     def next(self, timeout: float) -> Batch | Gap | None:
-        """Return the gap, every time."""
+        """Return the gap, every time.
+
+        Raises:
+            RegistryClosed: the stream, or its backend, was closed.
+        """
+        if self._closed or self._backend_closed():
+            raise RegistryClosed("change stream closed")
         return self._gap
 
     @property
@@ -158,7 +167,8 @@ class FinishedStream(ChangeStream):
         return False
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Nothing to release; :meth:`next` refuses from now on."""
+        self._closed = True
 
 
 class ZooKeeperChangeStream(ChangeStream):
@@ -174,6 +184,7 @@ class ZooKeeperChangeStream(ChangeStream):
         base: the watched znode; changes strictly below it are delivered.
         request_timeout: seconds a read may take.
         dead: tells whether the client is closed for good (it cannot reconnect).
+        backend_closed: tells whether the backend that opened it was closed.
     """
 
     def __init__(
@@ -183,12 +194,14 @@ class ZooKeeperChangeStream(ChangeStream):
         base: str,
         request_timeout: float,
         dead: Callable[[], bool],
+        backend_closed: Callable[[], bool],
     ) -> None:
         self._client = client
         self._namespace = namespace
         self._below = base.rstrip("/") + "/"
         self._request_timeout = request_timeout
         self._dead = dead
+        self._backend_closed = backend_closed
         self._cond = threading.Condition()
         self._queue: collections.deque[Notification | _Lost] = collections.deque()
         self._gap: Gap | None = None
@@ -229,6 +242,7 @@ class ZooKeeperChangeStream(ChangeStream):
             when nothing arrived in time.
 
         Raises:
+            RegistryClosed: the stream, or its backend, was closed.
             BackendUnavailable: the client is closed for good and cannot reconnect.
             BackendError: a read failed for another reason than the connection.
         """
@@ -280,12 +294,12 @@ class ZooKeeperChangeStream(ChangeStream):
         """Wait for queued notifications (all up to the next marker), a gap, or the deadline."""
         with self._cond:
             while True:
+                if self._closed or self._backend_closed():
+                    raise RegistryClosed(f"the stream below {self._below!r} is closed")
                 if self._gap is not None:
                     return self._gap
                 if self._queue:
                     break
-                if self._closed:
-                    return None
                 if self._dead():
                     raise BackendUnavailable(BACKEND, f"the client is closed; the stream below {self._below!r} ended")
                 remaining = deadline - time.monotonic()

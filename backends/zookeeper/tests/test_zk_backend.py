@@ -107,26 +107,6 @@ def test_listing_revisions_never_decrease(backend: ZooKeeperBackend, kazoo_clien
     assert backend.list("svc0/").revision >= last
 
 
-def test_a_key_held_by_another_session_is_fenced(backends: BackendFactory, root: str) -> None:
-    ours, theirs = backends(), backends()
-    mine, other = ours.open_session(5), theirs.open_session(5)
-    created = ours.put("buzz/api/host-1", b'{"v":1}', mine)
-    replaced = ours.put("buzz/api/host-1", b'{"v":2}', mine)
-    assert replaced > created
-    record = ours.list("buzz/").records[0]
-    assert (record.value, record.create_revision, record.mod_revision) == (b'{"v":2}', created, replaced)
-
-    with pytest.raises(AlreadyRegistered) as caught:
-        theirs.put("buzz/api/host-1", b'{"v":3}', other)
-    assert (caught.value.service, caught.value.instance_id) == ("buzz/api", "host-1")
-    assert theirs.delete("buzz/api/host-1", other) is False
-    assert ours.list("buzz/").records[0].value == b'{"v":2}'
-
-    assert ours.delete("buzz/api/host-1", mine) is True
-    assert ours.delete("buzz/api/host-1", mine) is False
-    assert theirs.put("buzz/api/host-1", b'{"v":4}', other) > replaced
-
-
 def test_a_persistent_node_is_never_taken_for_an_instance(
     backend: ZooKeeperBackend, kazoo_client: KazooClient, root: str
 ) -> None:
@@ -241,33 +221,6 @@ def test_foreign_nodes_follow_the_record_rules_in_the_stream(
     assert (ChangeKind.DELETE, "nodes/n0") in kinds
 
 
-def test_resuming_from_a_revision_is_a_gap(backend: ZooKeeperBackend) -> None:
-    stream = backend.watch("buzz/", 42)
-    assert stream.next(0.1) == Gap("no-resume")
-    assert stream.next(0.1) == Gap("no-resume")
-    stream.close()
-
-
-def test_an_idle_stream_times_out_with_none(backend: ZooKeeperBackend) -> None:
-    stream = backend.watch("idle/", None)
-    assert stream.next(0.2) is None
-    stream.close()
-
-
-def test_a_closed_backend_ends_its_streams_and_refuses_work(backend: ZooKeeperBackend) -> None:
-    stream = backend.watch("", None)
-    backend.close()
-    backend.close()
-    assert stream.next(1.0) == Gap("closed")
-    with pytest.raises(BackendUnavailable):
-        backend.list("")
-    with pytest.raises(BackendUnavailable):
-        backend.watch("", None)
-    with pytest.raises(BackendUnavailable):
-        backend.open_session(5)
-    stream.close()
-
-
 def test_digest_credentials_are_used(backends: BackendFactory, hosts: str, root: str) -> None:
     owner = KazooClient(hosts=hosts, auth_data=[("digest", "ops:secret")])
     owner.start(timeout=15)
@@ -287,10 +240,11 @@ def test_digest_credentials_are_used(backends: BackendFactory, hosts: str, root:
     wait_until(lambda: allowed.delete("locked/api/n0"), 5, message="delete with credentials")
 
 
-def test_timeouts_must_be_positive(make_target: Callable[..., Target]) -> None:
-    with pytest.raises(InvalidOption) as caught:
-        ZooKeeperBackend(make_target("127.0.0.1:2181", "/x", session_timeout=0.0))
-    assert caught.value.option == "session_timeout"
+def test_timeouts_must_be_positive() -> None:
+    for option in ("session_timeout", "connect_timeout"):
+        with pytest.raises(InvalidOption) as caught:
+            discovery.connect(f"zk://127.0.0.1:1/x?{option}=0")
+        assert caught.value.option == option
 
 
 def test_the_public_api_runs_on_it(hosts: str, root: str) -> None:
