@@ -16,6 +16,7 @@ watcher never silently misses an event::
 from discovery._plugins import available_backends
 from discovery._registration import Registration
 from discovery._watch import Watch
+from discovery.cache import CacheState, ServiceCache, ServiceView
 from discovery.capabilities import Capability
 from discovery.errors import (
     AlreadyRegistered,
@@ -32,6 +33,7 @@ from discovery.errors import (
     InvalidOption,
     InvalidValue,
     NameConflict,
+    NoInstances,
     NotFound,
     RegistryClosed,
     SessionExpired,
@@ -39,7 +41,8 @@ from discovery.errors import (
     Unsupported,
     WatchBroken,
 )
-from discovery.models import Event, EventKind, Health, Instance, Snapshot, StatusNode
+from discovery.models import Event, EventKind, Health, Instance, Notice, NoticeKind, Snapshot, StatusNode
+from discovery.provider import Provider
 from discovery.registry import Registry, connect
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
+    "CacheState",
     "Capability",
     "CapabilityMissing",
     "ConfigurationError",
@@ -62,10 +66,16 @@ __all__ = [
     "InvalidOption",
     "InvalidValue",
     "NameConflict",
+    "NoInstances",
     "NotFound",
+    "Notice",
+    "NoticeKind",
+    "Provider",
     "Registration",
     "Registry",
     "RegistryClosed",
+    "ServiceCache",
+    "ServiceView",
     "SessionExpired",
     "Snapshot",
     "StatusNode",

@@ -68,6 +68,7 @@ class Registration:
         self._closed = False
         self._lock = threading.RLock()
         self._listeners: list[StateListener] = []
+        self._publish()
 
     @property
     def key(self) -> str:
@@ -76,16 +77,13 @@ class Registration:
 
     @property
     def instance(self) -> Instance:
-        """The instance as this registration last wrote it."""
-        with self._lock:
-            return Instance(
-                self.service,
-                self.instance_id,
-                self._address,
-                self._port,
-                MappingProxyType(dict(self._meta)),
-                self._revision,
-            )
+        """The instance as this registration last wrote it (or will write it, after a lost session). Never blocks."""
+        return self._published
+
+    def _publish(self) -> None:
+        """Make the current data what :attr:`instance` returns. Caller holds the lock."""
+        meta = MappingProxyType(dict(self._meta))
+        self._published = Instance(self.service, self.instance_id, self._address, self._port, meta, self._revision)
 
     @property
     def alive(self) -> bool:
@@ -147,6 +145,7 @@ class Registration:
             except BaseException:
                 self._address, self._port, self._meta = old
                 raise
+            self._publish()
             instance = self.instance
         if expired is not None:
             # The server dropped the session: the keeper writes the new data
@@ -165,6 +164,7 @@ class Registration:
         """
         value = encode_instance(self._address, self._port, self._meta)
         self._revision = self._owner.backend.put(self.key, value, session)
+        self._publish()
         self._session = session
         self._set_alive(True)
 

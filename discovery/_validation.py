@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from discovery.errors import InvalidMeta, InvalidName, InvalidValue
+from discovery.errors import InvalidMeta, InvalidName, InvalidValue, shown
 
 if TYPE_CHECKING:
     from discovery.backend import Backend
@@ -32,6 +32,8 @@ VALUE_OVERHEAD = 1024
 """Bytes of a stored instance beyond its meta (address, port, field names, a backend's owner field), at most."""
 MAX_META_DEPTH = 32
 MAX_REVISION = 2**63 - 1
+MAX_WEIGHT = 1_000_000
+"""The largest ``meta["weight"]``: weights are relative, and a bound keeps a provider's sums finite."""
 _INT_LIMIT = 2**63
 _PUNCTUATION = frozenset("._:@+=-~")
 
@@ -212,8 +214,9 @@ def check_meta(value: Mapping[str, Any] | None, limit: int) -> dict[str, Any]:
     Raises:
         InvalidMeta: not a mapping with string keys; not plain JSON (nested
             deeper than 32 levels, an integer beyond 64 bits, NaN or infinity,
-            a lone surrogate, a value of another type); or larger than
-            ``limit`` bytes encoded.
+            a lone surrogate, a value of another type); larger than
+            ``limit`` bytes encoded; or a well-known key that breaks its
+            rule (see :func:`check_well_known_meta`), naming the key.
     """
     if value is None:
         return {}
@@ -227,7 +230,47 @@ def check_meta(value: Mapping[str, Any] | None, limit: int) -> dict[str, Any]:
     if size > limit:
         raise InvalidMeta("meta", value, f"{size} bytes encoded, above the limit of {limit}")
     result: dict[str, Any] = json.loads(encoded)
+    check_well_known_meta(result)
     return result
+
+
+def check_well_known_meta(meta: Mapping[str, Any]) -> None:
+    """Check the meta keys providers read (:mod:`discovery.provider`); other keys are free.
+
+    Rules: ``weight`` is a number (not a bool) above 0 and at most
+    :data:`MAX_WEIGHT`; ``zone`` is a name, with the characters of an
+    instance id (letters, digits, ``._:@+=-~``, at most 128, no leading
+    ``_``); ``tags`` is a list of distinct names, each as a zone.
+
+    Raises:
+        InvalidMeta: naming the key as its field (``meta.weight``,
+            ``meta.zone``, ``meta.tags``) and the value.
+    """
+    if "weight" in meta:
+        weight = meta["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            kind = "a bool" if isinstance(weight, bool) else type(weight).__name__
+            raise InvalidMeta("meta.weight", weight, f"must be a positive finite number, not {kind}")
+        if not 0 < weight <= MAX_WEIGHT:
+            raise InvalidMeta("meta.weight", weight, f"must be above 0 and at most {MAX_WEIGHT}")
+    if "zone" in meta:
+        _check_meta_name("meta.zone", meta["zone"], meta["zone"], "")
+    if "tags" in meta:
+        tags = meta["tags"]
+        if not isinstance(tags, list | tuple):
+            raise InvalidMeta("meta.tags", tags, "must be a list of names")
+        for tag in tags:
+            _check_meta_name("meta.tags", tags, tag, f"tag {shown(tag)}: ")
+        if len(set(tags)) != len(tags):
+            raise InvalidMeta("meta.tags", tags, "a tag appears twice")
+
+
+def _check_meta_name(field: str, value: object, name: object, what: str) -> None:
+    """Hold ``name`` (a zone, a tag) to the rules of an instance id; refuse ``value`` with :class:`InvalidMeta`."""
+    try:
+        check_segment(field, name)  # type: ignore[arg-type]  # check_segment refuses what is not a string
+    except InvalidName as exc:
+        raise InvalidMeta(field, value, what + exc.reason) from None
 
 
 def check_fits(field: str, value: str, key: str, backend: Backend) -> None:

@@ -39,7 +39,7 @@ from discovery._codec import decode_instance, decode_min_instances, key_prefix, 
 from discovery.backend import Backend, Batch, Change, ChangeKind, ChangeStream, Gap, Listing
 from discovery.capabilities import Capability
 from discovery.errors import BackendError, DiscoveryError, RegistryClosed, WatchBroken
-from discovery.models import Event, EventKind, Instance, Snapshot
+from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, Snapshot
 
 _log = logging.getLogger("discovery.watch")
 _T = TypeVar("_T")
@@ -192,7 +192,8 @@ class Watch:
         self._atomic = Capability.ATOMIC_SNAPSHOT in backend.capabilities
         self._every_change = Capability.INTERMEDIATE_VALUES in backend.capabilities
         self._cond = threading.Condition()
-        self._buffer: collections.deque[Event] = collections.deque()
+        self._buffer: collections.deque[Event | Notice] = collections.deque()
+        self._resyncing = False
         self._error: DiscoveryError | None = None
         self._closed = False
         self._resyncs = 0
@@ -232,11 +233,47 @@ class Watch:
         """Whether :meth:`close` was called."""
         return self._closed
 
+    @property
+    def connected(self) -> bool:
+        """Whether the watch has a stream the server confirmed (no outage under way, not broken, not closed)."""
+        return self._outage is None and self._error is None and not self._closed
+
+    @property
+    def resyncing(self) -> bool:
+        """Whether a resync is under way (from its gap until its events are buffered)."""
+        return self._resyncing
+
+    @property
+    def broken(self) -> WatchBroken | None:
+        """The error the watch gave up with, or None while it goes on."""
+        error = self._error
+        return error if isinstance(error, WatchBroken) else None
+
     def get(self, timeout: float | None = None) -> Event | None:
         """Return the next event, waiting at most ``timeout`` seconds (None: forever).
 
+        Notices (see :meth:`next_item`) are skipped.
+
         Returns:
             The next event, or None if none arrived in time.
+
+        Raises:
+            WatchBroken: the stream broke and could not be resumed.
+            RegistryClosed: the watch was closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            item = self.next_item(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if item is None or isinstance(item, Event):
+                return item
+
+    def next_item(self, timeout: float | None = None) -> Event | Notice | None:
+        """Return the next event or notice, in delivery order, waiting at most ``timeout`` seconds (None: forever).
+
+        A :class:`~discovery.models.Notice` tells of a change in the watch's
+        state where it happened among the events: ``DISCONNECTED`` and
+        ``CONNECTED`` around an outage, ``RESYNC_STARTED`` before and
+        ``RESYNCED`` after the events of a resync.
 
         Raises:
             WatchBroken: the stream broke and could not be resumed.
@@ -253,10 +290,10 @@ class Watch:
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            event = self._buffer.popleft()
+            item = self._buffer.popleft()
             if not self._buffer:
                 self._cond.notify_all()
-            return event
+            return item
 
     def get_batch(self, timeout: float | None = None) -> list[Event]:
         """Return the events of the next revision together (empty if none arrived in time).
@@ -270,8 +307,14 @@ class Watch:
             return []
         batch = [first]
         with self._cond:
-            while self._buffer and self._buffer[0].revision == first.revision:
-                batch.append(self._buffer.popleft())
+            while (
+                self._buffer
+                and (head := self._buffer[0])
+                and isinstance(head, Event)
+                and head.revision == first.revision
+            ):
+                batch.append(head)
+                self._buffer.popleft()
             if not self._buffer:
                 self._cond.notify_all()
         return batch
@@ -415,9 +458,16 @@ class Watch:
             broken.__cause__ = error
             error = broken
         with self._cond:
+            self._buffer.append(Notice(NoticeKind.BROKEN, str(error), self._cursor.emitted))
             self._error = error
             self._cond.notify_all()
         self._stream.close()
+
+    def _notify(self, kind: NoticeKind, reason: str = "") -> None:
+        """Buffer a notice after the events delivered so far."""
+        with self._cond:
+            self._buffer.append(Notice(kind, reason, self._cursor.emitted))
+            self._cond.notify_all()
 
     def _outage_failed(self, exc: BackendError) -> _Outage:
         """Record a failure: start an outage, or continue the current one.
@@ -429,6 +479,7 @@ class Watch:
         outage = self._outage
         if outage is None:
             outage = self._outage = _Outage(now, now + self._reconnect_timeout)
+            self._notify(NoticeKind.DISCONNECTED, str(exc))
         outage.last_error = str(exc)
         if now >= outage.deadline:
             raise WatchBroken(
@@ -446,6 +497,7 @@ class Watch:
         assert outage is not None
         if isinstance(item, Batch) or self._stream.confirmed:
             self._outage = None
+            self._notify(NoticeKind.CONNECTED)
         elif time.monotonic() >= outage.deadline:
             raise WatchBroken(
                 self.prefix, f"no confirmed stream for {self._reconnect_timeout:g} s: {outage.last_error}"
@@ -486,6 +538,15 @@ class Watch:
         self._stream = self._retrying("resume", lambda: self._backend.watch(self._key_prefix, self._cursor.resume_from))
 
     def _resync(self, reason: str) -> None:
+        self._resyncing = True
+        self._notify(NoticeKind.RESYNC_STARTED, reason)
+        try:
+            self._relist(reason)
+        finally:
+            self._resyncing = False
+
+    def _relist(self, reason: str) -> None:
+        """List again and buffer the difference from the model as resync events, then ``RESYNCED``."""
         stream, listing = self._retrying("resync", self._open)
         self._stream = stream
         fresh = _known_from_listing(listing)
@@ -512,6 +573,7 @@ class Watch:
             self._resyncs += 1
             self._gap_reasons.append(reason)
             self._buffer.extend(events)
+            self._buffer.append(Notice(NoticeKind.RESYNCED, reason, revision))
             self._cond.notify_all()
         _log.info("watch on %r: resync after %s emitted %d events", self.prefix, reason, len(events))
 

@@ -18,6 +18,7 @@ fields, not only text::
     │   └── NameConflict            (key, conflict)
     ├── AlreadyRegistered           (service, instance_id)
     ├── NotFound                    (service, instance_id)
+    │   └── NoInstances             (service, reason)
     ├── Unsupported                 (operation, backend)
     ├── RegistryClosed
     ├── WatchBroken                 (prefix, reason)
@@ -31,7 +32,9 @@ fields, not only text::
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import ClassVar
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxlevel = 3
@@ -192,6 +195,32 @@ class NotFound(DiscoveryError):
         self.instance_id = instance_id
         what = f"instance {instance_id!r} of {service!r}" if instance_id else f"service definition {service!r}"
         super().__init__(f"{what} not found")
+
+
+class NoInstances(NotFound):
+    """A provider has no instance of the service to pick.
+
+    Attributes:
+        service: the service path.
+        instance_id: always None.
+        reason: why, one of :attr:`REASONS`: ``no-instances`` (the cache holds
+            none), ``filtered-out`` (the provider's filter rejected them all)
+            or ``all-down`` (every one left sits out a cool-down after errors).
+    """
+
+    REASONS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "no-instances": "the cache holds no instance of it",
+            "filtered-out": "the filter rejected every instance",
+            "all-down": "every instance the filter accepts is down after reported errors",
+        }
+    )
+
+    def __init__(self, service: str, reason: str) -> None:
+        self.service = service
+        self.instance_id = None
+        self.reason = reason
+        DiscoveryError.__init__(self, f"no instance of {service!r} to pick: {self.REASONS.get(reason, reason)}")
 
 
 class Unsupported(DiscoveryError):

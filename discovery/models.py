@@ -78,6 +78,36 @@ class Event:
     expired: bool | None = None
 
 
+class NoticeKind(enum.Enum):
+    """A change in the state of a watch (or of a cache kept by one)."""
+
+    DISCONNECTED = "disconnected"
+    """The stream broke or could not be opened; the watch keeps trying."""
+    CONNECTED = "connected"
+    """The server confirmed a stream again after a disconnection."""
+    RESYNC_STARTED = "resync-started"
+    """A gap was found: the watch re-lists; its resync events follow."""
+    RESYNCED = "resynced"
+    """The resync's events (flagged ``resync=True``) have all been delivered."""
+    BROKEN = "broken"
+    """The watch gave up (``WatchBroken``): nothing more will come."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A change in a watch's state, delivered in order with its events by :meth:`Watch.next_item`.
+
+    Attributes:
+        kind: what changed.
+        reason: why (the gap's reason, the error), for logs and displays.
+        revision: the last revision delivered when it happened.
+    """
+
+    kind: NoticeKind
+    reason: str = ""
+    revision: int = 0
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The instances under a prefix at one revision.

@@ -41,6 +41,7 @@ from discovery._validation import (
 )
 from discovery._watch import Watch, snapshot_of
 from discovery.backend import Backend, Session
+from discovery.cache import ServiceCache
 from discovery.capabilities import Capability
 from discovery.errors import (
     CapabilityMissing,
@@ -334,6 +335,25 @@ class Registry:
             self._watches = [w for w in self._watches if not w.closed]
             self._watches.append(watch)
         return watch
+
+    def cache(self, prefix: str = "", *, buffer_size: int | None = None) -> ServiceCache:
+        """Keep every instance under ``prefix`` in memory, current, for lookups without a server request.
+
+        The cache is kept by one :meth:`watch`, so it never misses a change:
+        see :class:`~discovery.cache.ServiceCache`. Its first listing is in
+        memory when this returns. Pick instances to call with
+        ``cache.provider(service).pick()``.
+
+        Args:
+            prefix: a service path, or ``""`` for everything.
+            buffer_size: as for :meth:`watch`.
+
+        Raises:
+            InvalidName: bad prefix.
+            InvalidValue: bad buffer size.
+            BackendError: the watch could not be opened.
+        """
+        return ServiceCache(self.watch(prefix, buffer_size=buffer_size))
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -27,6 +27,7 @@ from discovery.errors import (
     InvalidInput,
     InvalidOption,
     NameConflict,
+    NoInstances,
     NotFound,
     UnknownBackend,
     WatchBroken,
@@ -63,7 +64,11 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(USAGE, "usage error or bad input", (click.UsageError, InvalidInput, InvalidOption, ConfigurationError)),
     ExitCode(UNKNOWN_BACKEND, "unknown backend or missing capability", (UnknownBackend, CapabilityMissing)),
     ExitCode(UNREACHABLE, "server unreachable, or no local server of the kind asked for", (BackendError, WatchBroken)),
-    ExitCode(NOT_FOUND, "not found (instance, service definition, local servers)", (NotFound,)),
+    ExitCode(
+        NOT_FOUND,
+        "not found (instance, service definition, local servers, no instance to pick)",
+        (NoInstances, NotFound),
+    ),
     ExitCode(
         CONFLICT,
         "conflict (the id is held by another live registrant, or the name is a service or instance already)",

@@ -4,15 +4,18 @@ They state the event contract in code: ``collect`` drains a watch until a
 condition holds, ``wait_converged`` proves that the snapshot plus the events
 equals the store, ``assert_ordered`` that revisions never decrease, and
 ``kinds_by_instance`` gives the per-instance history to compare with the
-real one.
+real one. :class:`CacheProbe` holds a service cache to the same promise:
+after any fault it converges to the store, and its events applied to its
+first snapshot equal its contents.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 
-from discovery import Event, EventKind, Registry, Snapshot, Watch
+from discovery import Event, EventKind, Notice, NoticeKind, Registry, ServiceCache, Snapshot, Watch
 
 
 def collect(
@@ -120,3 +123,51 @@ def kinds_by_instance(events: Iterable[Event]) -> dict[str, list[EventKind]]:
 def count(events: Iterable[Event], kind: EventKind) -> int:
     """How many events of ``kind``."""
     return sum(1 for event in events if event.kind is kind)
+
+
+class CacheProbe:
+    """A service cache under test, with every event and notice it told its subscribers, in order.
+
+    Use it as a context manager around a fault scenario, then call
+    :meth:`assert_converged`.
+    """
+
+    def __init__(self, registry: Registry, prefix: str) -> None:
+        self.cache: ServiceCache = registry.cache(prefix)
+        self.events: list[Event] = []
+        self.notices: list[Notice] = []
+        self.cache.subscribe(self.events.append, self.notices.append)
+
+    def __enter__(self) -> CacheProbe:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cache.close()
+
+    def assert_converged(self, store: Registry, timeout: float, quiet: float = 0.3) -> None:
+        """Wait until the cache equals ``store`` (after a quiet period), and its events replay to its contents.
+
+        Raises:
+            AssertionError: no convergence within ``timeout``, the cache
+                broke, or its events applied to its first snapshot differ
+                from its contents (or do not fit it).
+        """
+        deadline = time.monotonic() + timeout
+        prefix = self.cache.prefix
+        while True:
+            assert self.cache.broken is None, f"the cache broke: {self.cache.broken}"
+            seen = len(self.events) + len(self.notices)
+            time.sleep(quiet)
+            cached, current = state(self.cache.snapshot()), state(store.snapshot(prefix))
+            if len(self.events) + len(self.notices) == seen and not self.cache.resyncing and cached == current:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cache did not converge in {timeout:g} s; {_difference(current, cached)}")
+        replayed = self.cache.first_snapshot.apply(self.events)
+        assert replayed.instances == self.cache.snapshot().instances, "events applied to the first snapshot differ"
+        assert_ordered(self.events)
+        starts = [n for n in self.notices if n.kind is NoticeKind.RESYNC_STARTED]
+        ends = [n for n in self.notices if n.kind is NoticeKind.RESYNCED]
+        assert len(starts) == len(ends), f"resyncs started {len(starts)}, finished {len(ends)}"

@@ -1,6 +1,7 @@
 """Fault scenarios for deployments that can play them: restarts, leader loss, lost history, lost connections.
 
-Each mixin names the hook it needs; a backend's test module combines the
+Each scenario holds a service cache (:class:`~discovery.testing.checks.CacheProbe`)
+to the same promise as the watch. Each mixin names the hook it needs; a backend's test module combines the
 mixins its deployment supports (``class TestEtcdCluster(RegistrySuite,
 LeaderKillSuite, EtcdClusterFixtures)``), so nothing is skipped at run time:
 what runs is declared in code. Under every fault the contract is the same:
@@ -17,8 +18,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from discovery import BackendError, EventKind, Registration, Registry
-from discovery.testing.checks import assert_ordered, collect, kinds_by_instance, wait_converged
+from discovery import BackendError, EventKind, NoticeKind, Registration, Registry
+from discovery.testing.checks import CacheProbe, assert_ordered, collect, kinds_by_instance, wait_converged
 from discovery.testing.fixtures import RegistryFixtures
 
 Parity = dict[str, Any]
@@ -78,13 +79,14 @@ class _LoadWriter:
 
 
 def _check_under_fault(registry: Registry, other: Registry, fault: Callable[[], None], count: int, fx: Any) -> Parity:
-    with other.watch("load") as watch:
+    with other.watch("load") as watch, CacheProbe(other, "load") as probe:
         writer = _LoadWriter(registry, "load", count, fx.ttl * 20, fx.timeout).start()
         writer.wait_progress(count // 3, fx.timeout)
         fault()
         writer.join()
         events = wait_converged(watch, other, [], fx.timeout)
         assert not watch.closed
+        probe.assert_converged(other, fx.timeout)
     assert_ordered(events)
     if watch.resyncs == 0:
         # A write whose reply the fault cut off is retried and may land twice:
@@ -143,7 +145,7 @@ class ConnectionLossSuite(RegistryFixtures):
 
     def test_connection_loss_shorter_than_session(self, registry: Registry, other: Registry, parity: Parity) -> None:
         kept = other.register("conn", "watcher-own", ttl=self.ttl * 20)
-        with other.watch("conn") as watch:
+        with other.watch("conn") as watch, CacheProbe(other, "conn") as probe:
             registry.register("conn", "before", ttl=self.ttl * 20)
             events = collect(watch, lambda e: len(e) >= 1, self.timeout)
             with self.connection_lost(other):
@@ -151,6 +153,8 @@ class ConnectionLossSuite(RegistryFixtures):
             retry(lambda: registry.register("conn", "after", ttl=self.ttl * 20), self.timeout)
             events = wait_converged(watch, other, events, self.timeout)
             parity.update(expected=3, seen=len(events), resyncs=watch.resyncs)
+            probe.assert_converged(other, self.timeout)
+            assert NoticeKind.RESYNC_STARTED in [n.kind for n in probe.notices]
         assert "connection-loss" in watch.gap_reasons
         assert {e.instance_id for e in events} >= {"before", "during", "after"}
         assert kept.alive

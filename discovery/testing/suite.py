@@ -31,6 +31,7 @@ from discovery import (
     InvalidValue,
     NameConflict,
     NotFound,
+    NoticeKind,
     Registration,
     Registry,
     available_backends,
@@ -39,6 +40,7 @@ from discovery import (
 from discovery._validation import MAX_DEPTH, MAX_SEGMENT_LENGTH, VALUE_OVERHEAD
 from discovery.backend import Backend
 from discovery.testing.checks import (
+    CacheProbe,
     assert_ordered,
     collect,
     count,
@@ -404,7 +406,10 @@ class RegistrySuite(RegistryFixtures):
         self, registry: Registry, other: Registry, parity: Parity
     ) -> None:
         """Thousands of changes while the watcher reads nothing: complete, or a resync that converges."""
-        with other.watch("slow", buffer_size=100) as watch:
+        slow_cache = other.cache("slow", buffer_size=100)
+        with other.watch("slow", buffer_size=100) as watch, CacheProbe(other, "slow") as probe, slow_cache:
+            # A subscriber slower than the writes holds the cache's thread back: its watch overflows too.
+            slow_cache.subscribe(lambda _event: time.sleep(0.001))
             leases = [registry.register("slow", f"i{i}", ttl=self.ttl * 5) for i in range(300)]
             for n, lease in enumerate(leases):
                 lease.update(meta={"n": n})
@@ -412,6 +417,10 @@ class RegistrySuite(RegistryFixtures):
                 lease.close()
             events = wait_converged(watch, other, [], self.timeout)
             parity.update(expected=750, seen=len(events), resyncs=watch.resyncs)
+            probe.assert_converged(other, self.timeout)
+            assert slow_cache.wait_for(
+                lambda cache: state(cache.snapshot()) == state(other.snapshot("slow")), self.timeout
+            ), "the slow subscriber's cache did not converge"
         assert_ordered(events)
         assert watch.resyncs >= 1 and "overflow" in watch.gap_reasons
         assert len(events) < 750
@@ -516,7 +525,7 @@ class RegistrySuite(RegistryFixtures):
         lease = registry.register("lost", "ours", meta={"v": 1}, ttl=self.ttl)
         states: list[bool] = []
         lease.on_change(lambda _registration, alive: states.append(alive))
-        with other.watch("lost") as watch:
+        with other.watch("lost") as watch, CacheProbe(other, "lost") as probe:
             lease.update(meta={"v": 2})
             self.lose_session(registry)
             events = collect(
@@ -526,6 +535,7 @@ class RegistrySuite(RegistryFixtures):
                 message="ours REMOVED then ADDED",
             )
             parity.update(expected=3, seen=len(events), resyncs=watch.resyncs)
+            probe.assert_converged(other, self.timeout)
         assert all(e.instance_id == "ours" for e in events)
         readded = events[-1].instance
         assert readded is not None and dict(readded.meta) == {"v": 2}
@@ -535,7 +545,7 @@ class RegistrySuite(RegistryFixtures):
     def test_watcher_session_loss_keeps_the_watch(self, registry: Registry, other: Registry) -> None:
         """The watcher's own session is dropped: its watch goes on, its own instance comes back."""
         own = other.register("wlost", "watcher", ttl=self.ttl)
-        with other.watch("wlost") as watch:
+        with other.watch("wlost") as watch, CacheProbe(other, "wlost") as probe:
             self.lose_session(other)
             registry.register("wlost", "after")
             events = collect(
@@ -548,13 +558,14 @@ class RegistrySuite(RegistryFixtures):
                 message="the other's instance and our own re-registration",
             )
             events = wait_converged(watch, other, events, self.timeout)
+            probe.assert_converged(other, self.timeout)
         assert own.alive
         assert [i.id for i in other.instances("wlost")] == ["after", "watcher"]
 
     def test_random_operations_converge(self, registry: Registry, other: Registry) -> None:
         rng = random.Random(7)
         leases: dict[str, Any] = {}
-        with other.watch("rand", buffer_size=64) as watch:
+        with other.watch("rand", buffer_size=64) as watch, CacheProbe(other, "rand") as probe:
             for step in range(300):
                 instance_id = f"i{rng.randrange(20)}"
                 action = rng.random()
@@ -566,9 +577,38 @@ class RegistrySuite(RegistryFixtures):
                     leases[instance_id] = registry.register("rand", instance_id, meta={"step": step})
                 if step % 97 == 0:
                     watch.request_resync()
+                    probe.cache.request_resync()
             events = wait_converged(watch, other, [], self.timeout)
+            probe.assert_converged(other, self.timeout)
         assert_ordered(events)
         assert state(watch.snapshot.apply(events)) == state(other.snapshot("rand"))
+
+    def test_cache_answers_from_memory_and_follows_the_store(self, registry: Registry, other: Registry) -> None:
+        """A cache: lookups from memory, every change applied before its subscribers hear it, status as the store's."""
+        registry.define("cache/api", 2)
+        kept = registry.register("cache/api", "a", address="10.0.0.1", port=80, ttl=self.ttl * 20)
+        with CacheProbe(other, "cache") as probe:
+            cache = probe.cache
+            assert cache.ready and cache.connected and cache.wait_ready(self.timeout)
+            assert [i.id for i in cache.instances("cache/api")] == ["a"]
+            seen_by_subscriber: list[list[str]] = []
+            cache.subscribe(lambda _event: seen_by_subscriber.append([i.id for i in cache.instances("cache/api")]))
+            cache.subscribe(lambda _event: 1 / 0)  # a raising subscriber changes nothing
+            registry.register("cache/api", "b", ttl=self.ttl * 20)
+            kept.update(meta={"v": 2})
+            registry.register("cache/web", "w", ttl=self.ttl * 20)
+            updated = lambda c: len(c.services()) == 2 and bool(c.instances("cache/api")[0].meta)  # noqa: E731
+            assert cache.wait_for(updated, self.timeout)
+            assert ["a", "b"] in seen_by_subscriber, "a subscriber runs after the cache applied the event"
+            assert cache.status() == other.status("cache")
+            kept.close()
+            assert cache.wait_for(lambda c: [i.id for i in c.instances("cache/api")] == ["b"], self.timeout)
+            assert cache.status("cache/api") == other.status("cache/api")
+            cache.request_resync("suite")
+            probe.assert_converged(other, self.timeout)
+            kinds = [n.kind for n in probe.notices]
+            assert kinds[-2:] == [NoticeKind.RESYNC_STARTED, NoticeKind.RESYNCED], kinds
+        assert cache.closed and not cache.connected
 
     def test_connect_by_url_alone(self, url: str) -> None:
         with connect(url) as registry:

@@ -21,6 +21,7 @@ from discovery import Registry, connect
 from discovery.servers import EtcdCluster, Member
 from discovery.testing.faults import HistoryGapSuite, LeaderKillSuite, ServerRestartSuite
 from discovery.testing.fixtures import RegistryFixtures
+from discovery.testing.provider_suite import ProviderSuite
 from discovery.testing.suite import RegistrySuite
 from discovery.testing.waiting import wait_until
 from discovery_etcd import Etcd2Backend, EtcdBackend
@@ -88,11 +89,11 @@ class Etcd2Fixtures(EtcdFixtures):
             client.write(filler, n)
 
 
-class TestEtcd(RegistrySuite, HistoryGapSuite, EtcdFixtures):
+class TestEtcd(RegistrySuite, ProviderSuite, HistoryGapSuite, EtcdFixtures):
     """Every generic scenario on etcd v3, and a watch from a compacted revision."""
 
 
-class TestEtcd2(RegistrySuite, Etcd2Fixtures):
+class TestEtcd2(RegistrySuite, ProviderSuite, Etcd2Fixtures):
     """Every generic scenario on etcd v2."""
 
 
@@ -157,13 +158,13 @@ class OnCluster(EtcdFixtures):
         self.killed.append(leader)
 
 
-class TestEtcdCluster(RegistrySuite, LeaderKillSuite, OnCluster):
+class TestEtcdCluster(RegistrySuite, ProviderSuite, LeaderKillSuite, OnCluster):
     """Every generic scenario on a 3-member etcd cluster (v3), and its leader killed under load."""
 
     label: ClassVar[str] = "etcd x3"
 
 
-class TestEtcd2Cluster(RegistrySuite, LeaderKillSuite, OnCluster, Etcd2Fixtures):
+class TestEtcd2Cluster(RegistrySuite, ProviderSuite, LeaderKillSuite, OnCluster, Etcd2Fixtures):
     """Every generic scenario on a 3-member etcd cluster (v2), and its leader killed under load."""
 
     label: ClassVar[str] = "etcd2 x3"

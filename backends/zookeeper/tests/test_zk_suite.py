@@ -19,6 +19,7 @@ from discovery import Registry
 from discovery.servers import Member, ZooKeeperCluster
 from discovery.testing.faults import ConnectionLossSuite, LeaderKillSuite, ServerRestartSuite
 from discovery.testing.fixtures import RegistryFixtures
+from discovery.testing.provider_suite import ProviderSuite
 from discovery.testing.suite import RegistrySuite
 from discovery.testing.waiting import wait_until
 from discovery_zookeeper import ZooKeeperBackend
@@ -63,7 +64,7 @@ class ZooKeeperFixtures(RegistryFixtures):
         return cut()
 
 
-class TestZooKeeper(RegistrySuite, ConnectionLossSuite, ZooKeeperFixtures):
+class TestZooKeeper(RegistrySuite, ProviderSuite, ConnectionLossSuite, ZooKeeperFixtures):
     """Every generic scenario and a connection loss within the session, on a standalone server."""
 
 
@@ -109,5 +110,5 @@ class EnsembleFixtures(ZooKeeperFixtures):
         self.killed.append(leader)
 
 
-class TestZooKeeperEnsemble(RegistrySuite, LeaderKillSuite, EnsembleFixtures):
+class TestZooKeeperEnsemble(RegistrySuite, ProviderSuite, LeaderKillSuite, EnsembleFixtures):
     """Every generic scenario on a 3-member ensemble, and its leader killed under load."""
