@@ -1,5 +1,8 @@
 """The README's generated sections match the code they are generated from."""
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -32,3 +35,22 @@ def test_missing_markers_are_refused() -> None:
     for text in ("no markers here\n", "<!-- bench:end -->\n<!-- bench:start -->\n"):
         with pytest.raises(click.ClickException, match="bench:start"):
             replace_section(text, "bench", "figures")
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", README.read_text(), flags=re.S | re.M)
+
+
+def test_the_readme_has_sync_and_async_examples() -> None:
+    blocks = _python_blocks()
+    assert any("provider(" in block for block in blocks)
+    assert any("discovery.aio" in block for block in blocks)
+
+
+@pytest.mark.parametrize("block", _python_blocks(), ids=lambda block: block.splitlines()[-1].strip()[:40])
+def test_every_python_example_in_the_readme_runs_as_written(block: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "calling" in result.stdout or "Instance(" in result.stdout, result.stdout
