@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from discovery import BackendError, EventKind, NoticeKind, Registration, Registry
+from discovery import BackendError, EventKind, NoticeKind, Registration, Registry, connect
 from discovery.testing.checks import CacheProbe, assert_ordered, collect, kinds_by_instance, wait_converged
 from discovery.testing.fixtures import RegistryFixtures
+from discovery.testing.proxy import blocked, proxied
 
 Parity = dict[str, Any]
 
@@ -160,6 +161,39 @@ class ConnectionLossSuite(RegistryFixtures):
         assert kept.alive
 
 
+class PartitionSuite(RegistryFixtures):
+    """One client cut off while the store changes and its history is lost (hooks: lose_history, gap_reason).
+
+    The client connects through loopback proxies (:mod:`discovery.testing.proxy`)
+    that are then blocked, so only it is cut off. For deployments reached over
+    the network; an in-process store has no connection to cut.
+    """
+
+    def test_cache_cut_off_while_history_is_lost_converges(self, registry: Registry, url: str, parity: Parity) -> None:
+        lease = registry.register("part", "a", meta={"n": 0}, ttl=self.ttl * 20)
+        with (
+            proxied(url) as (through, proxies),
+            connect(through, reconnect_timeout=self.timeout) as cut_off,
+            CacheProbe(cut_off, "part") as probe,
+        ):
+            assert probe.cache.wait_for(lambda c: [i.id for i in c.instances("part")] == ["a"], self.timeout)
+            with blocked(proxies):
+                assert probe.cache.wait_for(lambda c: not c.connected, self.timeout), "the cut was not noticed"
+                since = registry.snapshot("part").revision
+                lease.update(meta={"n": 1})
+                registry.register("part", "b", ttl=self.ttl * 20)
+                registry.register("part", "gone", ttl=self.ttl * 20).close()
+                self.lose_history(registry, since)
+            probe.assert_converged(registry, self.timeout)
+            reasons = [n.reason for n in probe.notices if n.kind is NoticeKind.RESYNC_STARTED]
+            kinds = [n.kind for n in probe.notices]
+            parity.update(expected=3, seen=len(probe.events), resyncs=len(reasons))
+        assert self.gap_reason in reasons, reasons
+        assert NoticeKind.DISCONNECTED in kinds and NoticeKind.CONNECTED in kinds, kinds
+        assert all(e.resync for e in probe.events)
+        assert [(i.id, dict(i.meta)) for i in probe.cache.instances("part")] == [("a", {"n": 1}), ("b", {})]
+
+
 @contextlib.contextmanager
 def paused(pause: Callable[[], None], resume: Callable[[], None], seconds: float) -> Iterator[None]:
     """Pause something (a server with SIGSTOP) for at least ``seconds``, resume it on exit."""
@@ -178,6 +212,7 @@ __all__ = [
     "ConnectionLossSuite",
     "HistoryGapSuite",
     "LeaderKillSuite",
+    "PartitionSuite",
     "ServerRestartSuite",
     "paused",
     "retry",

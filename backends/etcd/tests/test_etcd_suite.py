@@ -19,7 +19,7 @@ import pytest
 
 from discovery import Registry, connect
 from discovery.servers import EtcdCluster, Member
-from discovery.testing.faults import HistoryGapSuite, LeaderKillSuite, ServerRestartSuite
+from discovery.testing.faults import HistoryGapSuite, LeaderKillSuite, PartitionSuite, ServerRestartSuite
 from discovery.testing.fixtures import RegistryFixtures
 from discovery.testing.provider_suite import ProviderSuite
 from discovery.testing.suite import RegistrySuite
@@ -89,7 +89,7 @@ class Etcd2Fixtures(EtcdFixtures):
             client.write(filler, n)
 
 
-class TestEtcd(RegistrySuite, ProviderSuite, HistoryGapSuite, EtcdFixtures):
+class TestEtcd(RegistrySuite, ProviderSuite, HistoryGapSuite, PartitionSuite, EtcdFixtures):
     """Every generic scenario on etcd v3, and a watch from a compacted revision."""
 
 
@@ -118,7 +118,7 @@ class TestEtcd2Restart(ServerRestartSuite, OwnServer, Etcd2Fixtures):
     """etcd v2: the server killed with SIGKILL and restarted mid-stream."""
 
 
-class TestEtcd2HistoryWindow(HistoryGapSuite, OwnServer, Etcd2Fixtures):
+class TestEtcd2HistoryWindow(HistoryGapSuite, PartitionSuite, OwnServer, Etcd2Fixtures):
     """etcd v2: a watch from an index pushed out of the 1000-event window by writes."""
 
 
