@@ -16,7 +16,7 @@ watcher never silently misses an event::
 from discovery._plugins import available_backends
 from discovery._registration import Registration
 from discovery._watch import Watch
-from discovery.cache import CacheState, ServiceCache, ServiceView
+from discovery.cache import CacheState, ServiceCache, ServiceView, Subscription
 from discovery.capabilities import Capability
 from discovery.errors import (
     AlreadyRegistered,
@@ -79,6 +79,7 @@ __all__ = [
     "SessionExpired",
     "Snapshot",
     "StatusNode",
+    "Subscription",
     "UnknownBackend",
     "Unsupported",
     "Watch",

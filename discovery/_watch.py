@@ -394,6 +394,7 @@ class Watch:
             if definitions != self._definitions:
                 self._definitions = definitions
                 self._definitions_version += 1
+                self._buffer.append(Notice(NoticeKind.DEFINITIONS, "", self._cursor.emitted))
                 self._cond.notify_all()
 
     def _definition_changed(self, service: str, change: Change) -> None:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from discovery._watch import Watch
     from discovery.provider import Filter, Provider
 
-__all__ = ["CacheState", "ServiceCache", "ServiceView"]
+__all__ = ["CacheState", "ServiceCache", "ServiceView", "Subscription"]
 
 _log = logging.getLogger("discovery.cache")
 _POLL_SECONDS = 0.5
@@ -67,6 +67,19 @@ class ServiceView:
     version: int
     instances: tuple[Instance, ...] = ()
     by_id: Mapping[str, Instance] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A subscriber's start: the contents its events continue from, and how to stop them.
+
+    Attributes:
+        snapshot: the cache's contents when the subscription began.
+        cancel: stops the subscriber's calls; idempotent.
+    """
+
+    snapshot: Snapshot
+    cancel: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -183,6 +196,12 @@ class ServiceCache:
     def status(self, prefix: str = "") -> StatusNode:
         """The monitoring tree under ``prefix``, computed from memory as :meth:`Registry.status` computes it.
 
+        Service definitions come from the cache's watch, so a definition
+        above the cache's prefix is not seen: a service whose ancestor is a
+        down defined service above the prefix is not marked ``parent-down``
+        (:meth:`Registry.status` reads from the top-level service). Cache the
+        top-level service, or everything, for the same tree.
+
         Args:
             prefix: a service path at or below the cache's prefix (``""``:
                 the cache's whole prefix).
@@ -235,30 +254,35 @@ class ServiceCache:
         with self._cond:
             return CacheState(self.connected, self._resyncing, self._broken, self._revision)
 
-    def subscribe(self, on_event: EventListener, on_state: StateListener | None = None) -> Callable[[], None]:
+    def subscribe(self, on_event: EventListener, on_state: StateListener | None = None) -> Subscription:
         """Call ``on_event(event)`` for every event after the cache applied it, and ``on_state(notice)`` on changes.
 
         Both run on the cache's thread, in the order the watch delivered
         them; resync events are flagged ``resync=True`` and come between the
-        ``RESYNC_STARTED`` and ``RESYNCED`` notices. A listener that raises
-        is logged and ignored.
+        ``RESYNC_STARTED`` and ``RESYNCED`` notices; ``DEFINITIONS`` tells
+        that a service definition changed (see :meth:`status`). A listener
+        that raises is logged and ignored.
 
         Returns:
-            A function that unsubscribes both.
+            The subscription: its :attr:`~Subscription.snapshot` is the
+            cache's contents when it began, so applying the events it
+            receives to that snapshot gives the cache's contents, nothing
+            missed, nothing twice; :meth:`~Subscription.cancel` ends it.
         """
         with self._cond:
             self._event_listeners.append(on_event)
             if on_state is not None:
                 self._state_listeners.append(on_state)
+            snapshot = self.snapshot()
 
-        def unsubscribe() -> None:
+        def cancel() -> None:
             with self._cond:
                 if on_event in self._event_listeners:
                     self._event_listeners.remove(on_event)
                 if on_state is not None and on_state in self._state_listeners:
                     self._state_listeners.remove(on_state)
 
-        return unsubscribe
+        return Subscription(snapshot, cancel)
 
     def request_resync(self, reason: str = "requested") -> None:
         """Re-list and apply the difference, as after a gap (see :meth:`discovery.Watch.request_resync`).

@@ -91,6 +91,8 @@ class NoticeKind(enum.Enum):
     """The resync's events (flagged ``resync=True``) have all been delivered."""
     BROKEN = "broken"
     """The watch gave up (``WatchBroken``): nothing more will come."""
+    DEFINITIONS = "definitions"
+    """A service definition under the prefix changed (see ``Watch.definitions``); not an event."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
 (``make test`` runs it; its numbers mean nothing). ``default`` is what
 ``make bench`` runs: about six minutes on two cores, with the sizes the
 comparison is about (2,000 registrations, a burst of 10,000, keep-alive up to
-10,000 live instances, a 10,000-instance resync). ``full`` repeats more and
+10,000 live instances, a 10,000-instance resync, lookups among 1,000
+instances of one service). ``full`` repeats more and
 adds a longer ttl, for numbers worth quoting.
 """
 
@@ -26,6 +27,11 @@ class Profile:
         register_rounds: measured rounds of the registration workload.
         propagation: (rate per second or None for as fast as possible, writes) pairs.
         propagation_rounds: measured rounds of the watch-propagation workload.
+        lookup_instances: instances of the one service the lookup workload looks up.
+        lookup_seconds: how long each kind of lookup is timed per round.
+        lookup_writes: (rate per second or None for as fast as possible, writes) of the
+            lookup workload's visibility measurement.
+        lookup_rounds: measured rounds of the lookup workload.
         burst_instances: instances registered, then abandoned, in the burst.
         burst_ttl: their ttl, in seconds.
         burst_rounds: measured rounds of the burst.
@@ -50,6 +56,10 @@ class Profile:
     register_rounds: int
     propagation: tuple[tuple[float | None, int], ...]
     propagation_rounds: int
+    lookup_instances: int
+    lookup_seconds: float
+    lookup_writes: tuple[float | None, int]
+    lookup_rounds: int
     burst_instances: int
     burst_ttl: float
     burst_rounds: int
@@ -85,6 +95,10 @@ PROFILES: dict[str, Profile] = {
         register_rounds=2,
         propagation=((100.0, 20), (1000.0, 40), (None, 40)),
         propagation_rounds=1,
+        lookup_instances=50,
+        lookup_seconds=0.1,
+        lookup_writes=(1000.0, 40),
+        lookup_rounds=1,
         burst_instances=100,
         burst_ttl=2.0,
         burst_rounds=1,
@@ -108,6 +122,10 @@ PROFILES: dict[str, Profile] = {
         register_rounds=2,
         propagation=((100.0, 150), (1000.0, 1000), (None, 500)),
         propagation_rounds=2,
+        lookup_instances=1000,
+        lookup_seconds=1.0,
+        lookup_writes=(1000.0, 1000),
+        lookup_rounds=2,
         burst_instances=10_000,
         burst_ttl=3.0,
         burst_rounds=1,
@@ -131,6 +149,10 @@ PROFILES: dict[str, Profile] = {
         register_rounds=5,
         propagation=((100.0, 1000), (1000.0, 5000), (None, 5000)),
         propagation_rounds=3,
+        lookup_instances=1000,
+        lookup_seconds=3.0,
+        lookup_writes=(1000.0, 5000),
+        lookup_rounds=3,
         burst_instances=10_000,
         burst_ttl=3.0,
         burst_rounds=3,

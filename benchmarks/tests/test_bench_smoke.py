@@ -3,8 +3,9 @@
 No timing is asserted: the smoke sizes are tiny and the machine may be busy.
 What is checked is that the command runs through, that ``report.json``
 holds a value or an explicit "not applicable" for every metric of every
-workload on every installed backend (never a failure), and that
-``report.md`` and the plots are written.
+workload on every installed backend (never a failure; for the lookup
+workload, which applies everywhere, always a value), and that ``report.md``
+and the plots are written.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def _check_report(report: dict[str, Any], backends: list[str], peers: bool = Fal
             assert not str(cell.get("na", "")).startswith("failed"), (section, key, backend, cell)
     for goal in report["goals"]:
         assert set(goal["backends"]) == set(backends)
+    # The lookup workload applies to every backend: a value everywhere, never "not applicable".
+    for key, metric in report["workloads"]["lookup"]["metrics"].items():
+        assert all("median" in metric["backends"][backend] for backend in backends), (key, metric["backends"])
     assert report["machine"]["cpus"] >= 1
 
 

@@ -1,4 +1,4 @@
-"""The benchmark's small pure parts: statistics, number formatting, goals, parity loading, results model."""
+"""The benchmark's small pure parts: statistics, formatting, goals, parity loading, results model, batch timing."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import pytest
 
 from discovery_bench.harness.targets import BenchTarget, targets_from_urls
 from discovery_bench.metrics import Metric
+from discovery_bench.metrics import catalogue as m
 from discovery_bench.report.format import cell_text, number
 from discovery_bench.report.goals import evaluate_goals
 from discovery_bench.report.parity import NO_RESULTS, parity_summary
 from discovery_bench.report.results import Observations, ResultSet
 from discovery_bench.stats import percentile, summarise
+from discovery_bench.workloads.lookup import MOST_PER_BATCH, batch_size, time_calls
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -112,3 +114,57 @@ def test_targets_from_urls_are_labelled_by_backend() -> None:
     assert BenchTarget("zookeeper", "zookeeper://h:1/r?x=1").url_with(session_timeout=2) == (
         "zookeeper://h:1/r?x=1&session_timeout=2"
     )
+
+
+def test_batches_fill_about_a_millisecond_and_slow_calls_are_timed_alone() -> None:
+    assert batch_size(1e-6) == 1000
+    assert batch_size(0.01) == 1
+    assert batch_size(1e-12) == MOST_PER_BATCH
+    assert batch_size(0.0) == MOST_PER_BATCH
+
+
+def test_calls_are_timed_in_batches_and_reported_per_call() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def call() -> None:
+        now[0] += 2**-19  # every call takes about 1.9 µs of the fake clock (exact in binary); reading it, none
+
+    timing = time_calls(call, duration=2**-6, batch_seconds=2**-10, clock=clock)
+    assert timing.batch == 512
+    assert len(timing.per_call_s) == 16 and timing.calls == 512 * 16
+    assert timing.rate == pytest.approx(2**19)
+    assert timing.per_call_us() == pytest.approx([2**-19 * 1e6] * 16)
+
+
+def test_lookup_goals_read_pick_rate_and_visibility_ratio_with_the_size_measured() -> None:
+    workloads = {
+        "lookup": {
+            "params": {"instances": 50, "writes": 40},
+            "metrics": {
+                "per_s_pick": {"backends": {"etcd": _cell(1_500_000.0), "zookeeper": _cell(900_000.0)}},
+                "visible_vs_event_p99": {"backends": {"etcd": _cell(1.1), "zookeeper": _cell(1.3)}},
+                "cache_visible": {"backends": {"etcd": _cell(1.0), "zookeeper": _cell(1.0, low=0.95)}},
+                "watch_delivered": {"backends": {"etcd": _cell(1.0), "zookeeper": _cell(1.0)}},
+            },
+        },
+    }
+    goals = {g["goal"]: g for g in evaluate_goals(workloads, ["etcd", "zookeeper"])}
+    assert [goals["pick"]["backends"][b]["met"] for b in ("etcd", "zookeeper")] == [True, False]
+    assert goals["pick"]["backends"]["etcd"]["display"] == "1,500,000/s"
+    assert goals["pick"]["note"] == "measured with 50 instances"
+    assert [goals["cache_visibility"]["backends"][b]["met"] for b in ("etcd", "zookeeper")] == [True, False]
+    assert goals["events"]["backends"]["zookeeper"]["value"] == 2  # 5 % of 40 writes never visible in the cache
+    assert "note" not in goals["resync"]
+
+
+def test_the_lookup_metrics_are_one_family_per_lookup_and_ratios_of_the_same_round() -> None:
+    assert [m.LOOKUP_PER_S.at(kind).key for kind in m.LOOKUP_KINDS] == ["per_s_registry", "per_s_cache", "per_s_pick"]
+    assert m.PICK_PER_S.label == "provider.pick() calls/s"
+    obs = Observations()
+    obs.add(m.CACHE_VISIBLE_P99_MS, 6.0)
+    obs.add(m.WATCH_EVENT_P99_MS, 5.0)
+    obs.derive([m.VISIBLE_VS_EVENT])
+    assert obs.values[m.VISIBLE_VS_EVENT.key] == [pytest.approx(1.2)]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from discovery._background import call_listener
 from discovery.aio._bridge import call, on_loop
-from discovery.cache import CacheState, ServiceCache, ServiceView
+from discovery.cache import CacheState, ServiceCache, ServiceView, Subscription
 from discovery.errors import WatchBroken
 from discovery.models import Event, Instance, Notice, Snapshot, StatusNode
 
@@ -148,7 +148,7 @@ class AsyncServiceCache:
 
     def subscribe(
         self, on_event: Callable[[Event], object], on_state: Callable[[Notice], object] | None = None
-    ) -> Callable[[], None]:
+    ) -> Subscription:
         """Call ``on_event(event)`` after the cache applied each event, and ``on_state(notice)``, on this event loop.
 
         Call it from a coroutine on the loop that should run the listeners.
@@ -156,7 +156,7 @@ class AsyncServiceCache:
         is logged and ignored. See :meth:`discovery.ServiceCache.subscribe`.
 
         Returns:
-            A function that unsubscribes both.
+            The subscription: the contents its events continue from, and ``cancel()``.
         """
         loop = asyncio.get_running_loop()
         what = f"cache {self.prefix!r}"

@@ -36,6 +36,7 @@ Examples:
   discovery register buzz/api host-1 --port 8080   # terminal 1: stays registered until Ctrl-C
   discovery watch buzz                      # terminal 2: every change, none lost
   discovery tree --watch                    # the status tree, redrawn live
+  curl "http://$(discovery pick buzz/api)/health"   # one instance to call
   discovery --backend zookeeper ls          # the same on the local ZooKeeper
   discovery demo seed                       # the naive re-watch loop against discovery's watch
 

@@ -1,21 +1,23 @@
-"""The registry commands: register, deregister, define, undefine, ls, tree, watch, backends.
+"""The registry commands: register, deregister, define, undefine, ls, tree, watch, pick, backends.
 
 Each is a thin layer over the public API (:func:`discovery.connect` and
 :class:`discovery.Registry`): parse the arguments, connect as the group's
 options say, call one method, show the result with :mod:`discovery.cli._render`.
-The long-running ones (``register``, ``watch``, ``tree --watch``) print
-line by line, flushed, and stop cleanly on Ctrl-C, SIGTERM or SIGHUP: they
-close what they opened (a registration is deregistered at once, not left to
-expire) and exit 0.
+``watch``, ``tree --watch`` and ``pick`` read a :class:`discovery.ServiceCache`,
+as a program would. The long-running ones (``register``, ``watch``,
+``tree --watch``) print line by line, flushed, and stop cleanly on Ctrl-C,
+SIGTERM or SIGHUP: they close what they opened (a registration is
+deregistered at once, not left to expire) and exit 0.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import click
 from rich.console import Group
@@ -34,14 +36,19 @@ from discovery.cli._render import (
     installed_backends,
     instance_json,
     instance_table,
+    instance_target,
     load_failures,
+    notice_text,
     options_table,
     status_tree,
 )
 from discovery.cli._signals import until_stopped
-from discovery.models import StatusNode
+from discovery.models import Notice, NoticeKind, Snapshot, StatusNode
+from discovery.provider import STRATEGIES
 
 _POLL_SECONDS = 1.0
+_TREE_POLL_SECONDS = 1.0
+"""How often ``tree --watch`` reads the tree again without an event: definitions change without one."""
 
 
 def _json_line(state: CliState, data: dict[str, Any]) -> None:
@@ -224,7 +231,7 @@ def undefine(state: CliState, service: str) -> None:
     _line(state, f"undefined {service}")
 
 
-# -- ls / tree / watch -------------------------------------------------------
+# -- ls / tree / watch / pick ------------------------------------------------
 
 
 @click.command(epilog="\b\nExamples:\n  discovery ls buzz\n  discovery ls --json | jq .id\n")
@@ -266,51 +273,131 @@ def tree(state: CliState, prefix: str, live: bool) -> None:
         if not live:
             state.out.print(status_tree(registry.status(prefix), _title(prefix)))
             return
-        with until_stopped(), registry.watch(prefix) as stream:
-            _watch_tree(state, registry, stream, prefix)
+        # The cache holds the whole top-level service, as Registry.status reads it: a definition
+        # above PREFIX (parent-down) counts too.
+        top = prefix.strip("/").split("/", 1)[0]
+        with until_stopped(), registry.cache(top) as cache:
+            changed = threading.Event()
+            cache.subscribe(lambda event: changed.set(), lambda notice: changed.set())
+            _watch_tree(state, cache, prefix, changed)
 
 
-def _tree_view(root: StatusNode, prefix: str, revision: int) -> Group:
-    return Group(Text(f"--- revision {revision} ---", style="dim"), status_tree(root, _title(prefix)))
+@dataclass(frozen=True)
+class _TreeState:
+    """What one drawing of ``tree --watch`` shows; it is drawn again when any of it but the revision changes."""
+
+    root: StatusNode
+    revision: int
+    condition: str
+
+    def differs(self, other: _TreeState) -> bool:
+        return (self.root, self.condition) != (other.root, other.condition)
+
+    def view(self, prefix: str) -> Group:
+        header = f"--- revision {self.revision}{f' ({self.condition})' if self.condition else ''} ---"
+        return Group(Text(header, style="dim"), status_tree(self.root, _title(prefix)))
 
 
-def _watch_tree(state: CliState, registry: discovery.Registry, watch: discovery.Watch, prefix: str) -> None:
-    """Redraw the tree after every batch of events (and when definitions change), until interrupted.
+def _tree_state(cache: discovery.ServiceCache, prefix: str) -> _TreeState:
+    """The tree from the cache's memory, with the cache's revision and whether it is current.
 
+    Raises:
+        WatchBroken: the cache's watch gave up (the command exits 4).
+    """
+    state = cache.state
+    if state.broken is not None:
+        raise state.broken
+    condition = "resyncing" if state.resyncing else "" if state.connected else "disconnected: may be stale"
+    return _TreeState(cache.status(prefix), state.revision, condition)
+
+
+def _watch_tree(state: CliState, cache: discovery.ServiceCache, prefix: str, changed: threading.Event) -> None:
+    """Redraw the tree after every change the cache applies (and when definitions change), until interrupted.
+
+    The cache's subscribers set ``changed``: on every event, and on every
+    notice (a definition changed, a resync, a disconnection, a break). The
+    wait is bounded by :data:`_TREE_POLL_SECONDS` only as a safeguard.
     On a terminal the tree is redrawn in place (rich Live); into a pipe, each
     new state is printed below the last, so a reader sees every step.
     """
-    revision = watch.snapshot.revision
-    shown = registry.status(prefix)
+    shown = _tree_state(cache, prefix)
     if state.out.is_terminal:
-        with Live(_tree_view(shown, prefix, revision), console=state.out, auto_refresh=False) as display:
+        with Live(shown.view(prefix), console=state.out, auto_refresh=False) as display:
             while True:
-                revision, current = _next_status(registry, watch, prefix, revision)
-                if current != shown:
+                current = _next_tree_state(cache, prefix, changed)
+                if current.differs(shown):
                     shown = current
-                    display.update(_tree_view(shown, prefix, revision), refresh=True)
+                    display.update(shown.view(prefix), refresh=True)
     else:
-        state.out.print(_tree_view(shown, prefix, revision))
+        state.out.print(shown.view(prefix))
         state.out.file.flush()
         while True:
-            revision, current = _next_status(registry, watch, prefix, revision)
-            if current != shown:
+            current = _next_tree_state(cache, prefix, changed)
+            if current.differs(shown):
                 shown = current
-                state.out.print(_tree_view(shown, prefix, revision))
+                state.out.print(shown.view(prefix))
                 state.out.file.flush()
 
 
-def _next_status(
-    registry: discovery.Registry, watch: discovery.Watch, prefix: str, revision: int
-) -> tuple[int, StatusNode]:
-    """Wait until the watch has news (events, or a definition changed), then read the status."""
-    while not watch.wait(_POLL_SECONDS):
-        pass
-    events = watch.get_batch(0)
-    while events:
-        revision = max(revision, events[-1].revision)
-        events = watch.get_batch(0)
-    return revision, registry.status(prefix)
+def _next_tree_state(cache: discovery.ServiceCache, prefix: str, changed: threading.Event) -> _TreeState:
+    changed.wait(_TREE_POLL_SECONDS)
+    # Cleared before reading: a change applied while the tree is read sets it again.
+    changed.clear()
+    return _tree_state(cache, prefix)
+
+
+_Item = TypeVar("_Item", discovery.Event, Notice)
+
+
+class _Relay:
+    """Shows a cache's events and notices as its thread delivers them; ends the command when showing fails.
+
+    The cache calls its subscribers on its own thread and logs what they
+    raise, so an error in showing an event (a closed pipe) is kept here and
+    raised in the command's thread by :meth:`wait`, as is the cache's
+    ``WatchBroken``. Showing on the cache's thread keeps the events' order
+    and lets a slow reader hold the cache back, and the watch under it
+    resync, instead of queueing without bound.
+    """
+
+    def __init__(self, show_event: Callable[[discovery.Event], None], show_notice: Callable[[Notice], None]) -> None:
+        self._show_event = show_event
+        self._show_notice = show_notice
+        self._ended = threading.Event()
+        self._error: BaseException | None = None
+
+    def event(self, event: discovery.Event) -> None:
+        self._show(self._show_event, event)
+
+    def notice(self, notice: Notice) -> None:
+        if notice.kind is NoticeKind.BROKEN:
+            # Told by the command's error line (exit 4), raised from wait().
+            self._ended.set()
+            return
+        self._show(self._show_notice, notice)
+
+    def _show(self, show: Callable[[_Item], None], item: _Item) -> None:
+        if self._error is not None:
+            return
+        try:
+            show(item)
+        except BaseException as exc:  # raised again in the command's thread by wait()
+            self._error = exc
+            self._ended.set()
+
+    def wait(self, cache: discovery.ServiceCache) -> None:
+        """Return never: wait until showing failed or the cache broke, then raise that error.
+
+        Raises:
+            WatchBroken: the cache's watch gave up.
+            BaseException: what showing an event or notice raised.
+        """
+        while not self._ended.wait(_POLL_SECONDS) and cache.broken is None:
+            pass
+        if self._error is not None:
+            raise self._error
+        if cache.broken is not None:
+            raise cache.broken
 
 
 @click.command(
@@ -332,37 +419,87 @@ def watch(state: CliState, prefix: str, as_json: bool, since: int | None) -> Non
     none lost: where the backend cannot prove it saw everything (a compaction,
     a lost connection), the watch re-lists and the difference comes flagged
     "resync". REMOVED events say "expired" or "deleted" where the backend
-    can tell.
+    can tell. Disconnections and resyncs are noted on stderr.
     """
-    with _registry(state) as registry, until_stopped(), registry.watch(prefix, since=since) as stream:
-        snapshot = stream.snapshot
+
+    def show_event(event: discovery.Event) -> None:
         if as_json:
-            _json_line(
-                state,
-                {
-                    "kind": "SNAPSHOT",
-                    "size": len(snapshot.instances),
-                    "revision": snapshot.revision,
-                    "since": since,
-                    "instances": [instance_json(i) for i in snapshot.instances],
-                },
-            )
-        elif since is not None:
-            _line(state, Text(f"replaying the changes after rev={since}", style="dim"))
+            _json_line(state, event_json(event))
         else:
-            count = len(snapshot.instances)
-            _line(
-                state,
-                Text(f"snapshot: {count} instance{'' if count == 1 else 's'} at rev={snapshot.revision}", "dim"),
-            )
-        while True:
-            event = stream.get(_POLL_SECONDS)
-            if event is None:
-                continue
-            if as_json:
-                _json_line(state, event_json(event))
-            else:
-                _line(state, event_text(event))
+            _line(state, event_text(event))
+
+    def show_notice(notice: Notice) -> None:
+        state.err.print(notice_text(notice), soft_wrap=True)
+
+    with _registry(state) as registry, until_stopped():
+        if since is None:
+            with registry.cache(prefix) as cache:
+                relay = _Relay(show_event, show_notice)
+                snapshot = cache.subscribe(relay.event, relay.notice).snapshot
+                _watch_header(state, snapshot, as_json, None)
+                relay.wait(cache)
+        else:
+            # A replay is history, not a current view: there is nothing for a cache to hold.
+            with registry.watch(prefix, since=since) as stream:
+                _watch_header(state, stream.snapshot, as_json, since)
+                while True:
+                    item = stream.next_item(_POLL_SECONDS)
+                    if isinstance(item, Notice):
+                        if item.kind is not NoticeKind.BROKEN:
+                            show_notice(item)
+                    elif item is not None:
+                        show_event(item)
+
+
+def _watch_header(state: CliState, snapshot: Snapshot, as_json: bool, since: int | None) -> None:
+    """The first line of ``watch``: the snapshot (its instances too, in JSON), or the replay's start."""
+    if as_json:
+        _json_line(
+            state,
+            {
+                "kind": "SNAPSHOT",
+                "size": len(snapshot.instances),
+                "revision": snapshot.revision,
+                "since": since,
+                "instances": [instance_json(i) for i in snapshot.instances],
+            },
+        )
+    elif since is not None:
+        _line(state, Text(f"replaying the changes after rev={since}", style="dim"))
+    else:
+        count = len(snapshot.instances)
+        _line(state, Text(f"snapshot: {count} instance{'' if count == 1 else 's'} at rev={snapshot.revision}", "dim"))
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  discovery pick buzz/api
+  curl "http://$(discovery pick buzz/api --zone eu-1)/health"
+  discovery pick buzz/api --strategy weighted || echo "no instance"
+"""
+)
+@click.argument("service")
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="round-robin",
+    show_default=True,
+    help="How the provider chooses; each run is a new provider, and round-robin starts at a random instance.",
+)
+@click.option("--zone", help='Prefer instances whose meta has this "zone"; others only when it has none.')
+@pass_state
+def pick(state: CliState, service: str, strategy: str, zone: str | None) -> None:
+    """Print one instance of SERVICE to call, as ADDRESS:PORT (exit 5 if it has none).
+
+    Just the address when the instance has no port, its id when it has no
+    address. Opens a cache on SERVICE, picks once as a program's provider
+    would, and closes it: for shell scripts and health probes.
+    """
+    with _registry(state) as registry, registry.cache(service) as cache:
+        instance = cache.provider(service, strategy, zone=zone).pick()
+    state.out.file.write(instance_target(instance) + "\n")
+    state.out.file.flush()
 
 
 # -- backends ----------------------------------------------------------------
@@ -384,5 +521,5 @@ def backends(state: CliState, markdown: bool) -> None:
     state.out.print(options_table(infos))
 
 
-COMMANDS = (register, deregister, define, undefine, ls, tree, watch, backends)
+COMMANDS = (register, deregister, define, undefine, ls, tree, watch, pick, backends)
 """The registry commands, in the order ``--help`` lists them."""

@@ -26,7 +26,7 @@ from discovery._plugins import load_backend
 from discovery.backend import Backend, Option
 from discovery.capabilities import Capability
 from discovery.errors import DiscoveryError
-from discovery.models import Event, EventKind, Health, Instance, Snapshot, StatusNode
+from discovery.models import Event, EventKind, Health, Instance, Notice, NoticeKind, Snapshot, StatusNode
 
 HEALTH_STYLES: Mapping[Health, str] = {Health.UP: "green", Health.DEGRADED: "yellow", Health.DOWN: "red"}
 """The colour of each health: green up, amber (yellow) degraded, red down."""
@@ -54,6 +54,24 @@ def instance_json(instance: Instance) -> dict[str, Any]:
         "meta": dict(instance.meta),
         "revision": instance.revision,
     }
+
+
+def instance_target(instance: Instance) -> str:
+    """Where to call an instance, as ``discovery pick`` prints it for shell scripts.
+
+    ``address:port`` (an IPv6 address in brackets: ``[::1]:8080``), just the
+    address when the instance has no port, and its id when it has no address.
+    """
+    if not instance.address:
+        return instance.id
+    if instance.port is None:
+        return instance.address
+    host = (
+        f"[{instance.address}]"
+        if ":" in instance.address and not instance.address.startswith("[")
+        else instance.address
+    )
+    return f"{host}:{instance.port}"
 
 
 def _meta_text(meta: Mapping[str, Any]) -> str:
@@ -114,6 +132,30 @@ def event_text(event: Event) -> Text:
     if event.kind is EventKind.REMOVED and event.expired is not None:
         line.append(" expired" if event.expired else " deleted", style="dim")
     return line
+
+
+_NOTICE_STYLES: Mapping[NoticeKind, str] = {
+    NoticeKind.DISCONNECTED: "yellow",
+    NoticeKind.CONNECTED: "green",
+    NoticeKind.RESYNC_STARTED: "magenta",
+    NoticeKind.RESYNCED: "magenta",
+    NoticeKind.BROKEN: "red",
+    NoticeKind.DEFINITIONS: "dim",
+}
+
+
+def notice_text(notice: Notice) -> Text:
+    """A change in a watch's or cache's state as one line, for stderr: ``disconnected (reason): reconnecting``..."""
+    reason = f" ({notice.reason})" if notice.reason else ""
+    text = {
+        NoticeKind.DISCONNECTED: f"disconnected{reason}: reconnecting; no change is lost meanwhile",
+        NoticeKind.CONNECTED: f"connected again after rev={notice.revision}",
+        NoticeKind.RESYNC_STARTED: f"resync{reason}: listing again; the differences follow, flagged resync",
+        NoticeKind.RESYNCED: f"resynced at rev={notice.revision}",
+        NoticeKind.BROKEN: f"broken{reason}: no more changes will come",
+        NoticeKind.DEFINITIONS: f"service definitions changed after rev={notice.revision}",
+    }[notice.kind]
+    return Text(text, style=_NOTICE_STYLES[notice.kind])
 
 
 # -- status tree -------------------------------------------------------------

@@ -5,8 +5,8 @@ condition holds, ``wait_converged`` proves that the snapshot plus the events
 equals the store, ``assert_ordered`` that revisions never decrease, and
 ``kinds_by_instance`` gives the per-instance history to compare with the
 real one. :class:`CacheProbe` holds a service cache to the same promise:
-after any fault it converges to the store, and its events applied to its
-first snapshot equal its contents.
+after any fault it converges to the store, and the events it told a
+subscriber, applied to the subscription's snapshot, equal its contents.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class CacheProbe:
         self.cache: ServiceCache = registry.cache(prefix)
         self.events: list[Event] = []
         self.notices: list[Notice] = []
-        self.cache.subscribe(self.events.append, self.notices.append)
+        self.start = self.cache.subscribe(self.events.append, self.notices.append).snapshot
 
     def __enter__(self) -> CacheProbe:
         return self
@@ -165,8 +165,10 @@ class CacheProbe:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(f"cache did not converge in {timeout:g} s; {_difference(current, cached)}")
-        replayed = self.cache.first_snapshot.apply(self.events)
-        assert replayed.instances == self.cache.snapshot().instances, "events applied to the first snapshot differ"
+        replayed = self.start.apply(self.events)
+        assert replayed.instances == self.cache.snapshot().instances, (
+            "events applied to the subscription's start differ"
+        )
         assert_ordered(self.events)
         starts = [n for n in self.notices if n.kind is NoticeKind.RESYNC_STARTED]
         ends = [n for n in self.notices if n.kind is NoticeKind.RESYNCED]

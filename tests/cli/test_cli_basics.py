@@ -30,6 +30,7 @@ COMMANDS = [
     ["undefine"],
     ["ls"],
     ["tree"],
+    ["pick"],
     ["watch"],
     ["backends"],
     ["servers"],
@@ -57,7 +58,19 @@ def assert_error(result: Result, code: int, message: str) -> None:
 def test_group_help_lists_commands_and_exit_codes(cli: Cli) -> None:
     result = cli.run("--help")
     assert result.code == 0
-    for name in ("register", "deregister", "define", "undefine", "ls", "tree", "watch", "backends", "servers", "demo"):
+    for name in (
+        "register",
+        "deregister",
+        "define",
+        "undefine",
+        "ls",
+        "tree",
+        "watch",
+        "pick",
+        "backends",
+        "servers",
+        "demo",
+    ):
         assert re.search(rf"^\s+{name}\s", result.out, re.MULTILINE), name
     assert "Exit codes:" in result.out
     for entry in EXIT_CODES:

@@ -94,6 +94,101 @@ LATENCY_SERIES = "latency_ms_{}"
 RAW_LATENCY_SERIES = "raw_latency_ms_{}"
 """The same for the raw client's watch."""
 
+# Lookups: the registry, the cache, the provider; then write → visible in the cache against the watch event.
+LOOKUP_KINDS = ("registry", "cache", "pick")
+"""The lookups timed, in report order (the family tags of :data:`LOOKUP_PER_S` and :data:`LOOKUP_P99_US`)."""
+_LOOKUP_CALLS = {"registry": "reg.instances()", "cache": "cache.instances()", "pick": "provider.pick()"}
+
+
+def _lookup(kind: str) -> tuple[str, str]:
+    return kind, _LOOKUP_CALLS[kind]
+
+
+LOOKUP_PER_S = Metric(
+    "per_s_{}",
+    "{} calls/s",
+    "/s",
+    "higher",
+    "lookup",
+    3,
+    measured("calls ÷ the seconds their timed batches took"),
+    _lookup,
+)
+LOOKUP_P99_US = Metric(
+    "p99_us_{}",
+    "{} p99 per call",
+    "µs",
+    "lower",
+    "lookup",
+    3,
+    percentile_of(99, "per-call latencies (each timed batch's seconds ÷ its calls)"),
+    _lookup,
+)
+PICK_PER_S = LOOKUP_PER_S.at("pick")
+"""provider.pick() calls per second: the pick goal's figure."""
+CACHE_SPEEDUP = Metric(
+    "cache_vs_registry",
+    "cache.instances() ÷ reg.instances() calls/s",
+    "",
+    "higher",
+    "lookup",
+    3,
+    ratio_of(LOOKUP_PER_S.at("cache"), LOOKUP_PER_S.at("registry")),
+)
+_VISIBLE_LATENCIES = "write → visible in cache.instances() latencies"
+_EVENT_LATENCIES = "write → watch event latencies (same writes)"
+CACHE_VISIBLE_P50_MS = Metric(
+    "cache_visible_p50_ms",
+    "write → visible in cache, p50",
+    "ms",
+    "lower",
+    "lookup",
+    3,
+    percentile_of(50, _VISIBLE_LATENCIES),
+)
+CACHE_VISIBLE_P99_MS = Metric(
+    "cache_visible_p99_ms",
+    "write → visible in cache, p99",
+    "ms",
+    "lower",
+    "lookup",
+    3,
+    percentile_of(99, _VISIBLE_LATENCIES),
+)
+WATCH_EVENT_P50_MS = Metric(
+    "watch_event_p50_ms", "write → watch event, p50", "ms", "lower", "lookup", 3, percentile_of(50, _EVENT_LATENCIES)
+)
+WATCH_EVENT_P99_MS = Metric(
+    "watch_event_p99_ms", "write → watch event, p99", "ms", "lower", "lookup", 3, percentile_of(99, _EVENT_LATENCIES)
+)
+VISIBLE_VS_EVENT = Metric(
+    "visible_vs_event_p99",
+    "cache visibility p99 ÷ watch event p99",
+    "",
+    "lower",
+    "lookup",
+    2,
+    ratio_of(CACHE_VISIBLE_P99_MS, WATCH_EVENT_P99_MS),
+)
+CACHE_VISIBLE = Metric(
+    "cache_visible",
+    "writes visible in the cache ÷ writes",
+    "",
+    "higher",
+    "lookup",
+    4,
+    measured("distinct new instances seen in the cache's view ÷ writes"),
+)
+WATCH_EVENT_DELIVERED = Metric(
+    "watch_delivered",
+    "watch events delivered ÷ writes (same writes)",
+    "",
+    "higher",
+    "lookup",
+    4,
+    _DELIVERED,
+)
+
 # Burst completeness.
 _EVENTS = measured("distinct ADDED and REMOVED events delivered ÷ 2N")
 BURST_DELIVERED = Metric("delivered", "events delivered ÷ 2N, discovery watch", "", "higher", "burst", 4, _EVENTS)

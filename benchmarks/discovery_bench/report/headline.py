@@ -22,6 +22,9 @@ _ROWS: list[tuple[Metric, str | int | None]] = [
     (m.REGISTER_RATIO, "1"),
     (m.P99_MS, "1000"),
     (m.P99_VS_RAW, "1000"),
+    (m.PICK_PER_S, None),
+    (m.CACHE_SPEEDUP, None),
+    (m.VISIBLE_VS_EVENT, None),
     (m.BURST_DELIVERED, None),
     (m.NAIVE_DELIVERED, None),
     (m.DETECT_S, _FIRST),
@@ -38,7 +41,12 @@ def _resync_label(report: Report) -> str:
     return f"resync of {instances:,} instances, converged"
 
 
-_LABELS: dict[str, Callable[[Report], str]] = {m.GAP_CONVERGED_S.key: _resync_label}
+def _pick_label(report: Report) -> str:
+    instances = report["workloads"][m.PICK_PER_S.section]["params"].get("instances", 0)
+    return f"provider.pick() calls/s, {instances:,} instances"
+
+
+_LABELS: dict[str, Callable[[Report], str]] = {m.GAP_CONVERGED_S.key: _resync_label, m.PICK_PER_S.key: _pick_label}
 """Rows whose label says more than the metric's own (the size it was measured at)."""
 
 

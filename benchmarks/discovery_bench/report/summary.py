@@ -33,7 +33,8 @@ def print_summary(report: Report, console: Console, out: Path) -> None:
     marks = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "-"}
     for goal in report.get("goals", []):
         verdicts = [f"{marks[v['met']]} {v['display']}" for v in (goal["backends"][b] for b in backends)]
-        goals.add_row(goal["title"], *verdicts, f"{goal['met']}/{goal['measured']}")
+        title = goal["title"] + (f" ({goal['note']})" if goal.get("note") else "")
+        goals.add_row(title, *verdicts, f"{goal['met']}/{goal['measured']}")
     console.print(goals)
     for name, reason in report.get("skipped", {}).items():
         console.print(f"[yellow]skipped {name}[/yellow]: {reason}")

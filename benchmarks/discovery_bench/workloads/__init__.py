@@ -2,7 +2,8 @@
 
 :mod:`~discovery_bench.workloads.base` defines what a workload is; then
 registration throughput (:mod:`~discovery_bench.workloads.register`), watch
-propagation (:mod:`~discovery_bench.workloads.propagation`), burst
+propagation (:mod:`~discovery_bench.workloads.propagation`), lookups from
+the registry, a cache and a provider (:mod:`~discovery_bench.workloads.lookup`), burst
 completeness (:mod:`~discovery_bench.workloads.burst`), failure detection
 (:mod:`~discovery_bench.workloads.detection`), keep-alive cost
 (:mod:`~discovery_bench.workloads.keepalive`, which also measures client
@@ -19,6 +20,7 @@ from discovery_bench.workloads.base import Context, Workload
 from discovery_bench.workloads.burst import BurstWorkload
 from discovery_bench.workloads.detection import DetectionWorkload
 from discovery_bench.workloads.keepalive import KeepaliveWorkload
+from discovery_bench.workloads.lookup import LookupWorkload
 from discovery_bench.workloads.propagation import PropagationWorkload
 from discovery_bench.workloads.register import RegisterWorkload
 
@@ -33,6 +35,7 @@ def workloads_for(ctx: Context, peers: bool) -> list[Workload]:
     kinds: list[type[Workload]] = [
         RegisterWorkload,
         PropagationWorkload,
+        LookupWorkload,
         BurstWorkload,
         DetectionWorkload,
         KeepaliveWorkload,

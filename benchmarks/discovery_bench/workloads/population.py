@@ -84,9 +84,15 @@ class HolderPopulation(Population):
         """The holder's resident memory, bytes."""
         return int(self._process.memory_info().rss)
 
-    def close(self) -> None:
-        """Deregister everything and end the holder; on a server of our own, which is about to stop, just kill it."""
-        if self._local:
+    def close(self, *, deregister: bool = False) -> None:
+        """Deregister everything and end the holder; on a server of our own, which is about to stop, just kill it.
+
+        Args:
+            deregister: deregister even on a server of our own, when other
+                workloads follow on it and N instances expiring later would
+                disturb them.
+        """
+        if self._local and not deregister:
             self.child.kill()
             return
         if self.child.running:

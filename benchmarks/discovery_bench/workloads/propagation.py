@@ -36,8 +36,8 @@ _SETTLE_SECONDS = 3.0
 _TTL = 60.0
 
 
-class _Tally:
-    """Latencies and sequence numbers received, shared with the watcher's thread."""
+class Tally:
+    """Latencies and sequence numbers received, shared with the watcher's thread (the lookup workload's too)."""
 
     def __init__(self) -> None:
         self.latencies_ms: list[float] = []
@@ -57,7 +57,8 @@ class _Tally:
             return len(self.seen)
 
 
-def _timed(tally: _Tally, event: Event, arrived: float) -> None:
+def timed(tally: Tally, event: Event, arrived: float) -> None:
+    """Count an ADDED event written by :func:`drive`'s writer: its latency is ``arrived`` - the ``ts`` in its meta."""
     if event.instance is None or event.kind is not EventKind.ADDED:
         return
     seq, ts = event.instance.meta.get("seq"), event.instance.meta.get("ts")
@@ -65,7 +66,7 @@ def _timed(tally: _Tally, event: Event, arrived: float) -> None:
         tally.receive(seq, ts, arrived)
 
 
-def _drive(write: Callable[[int, float], None], tally: _Tally, rate: float | None, n: int) -> float:
+def drive(write: Callable[[int, float], None], tally: Tally, rate: float | None, n: int) -> float:
     """Write ``n`` changes at ``rate`` (None: back to back); wait for delivery; return the writes per second."""
     started = time.perf_counter()
     for seq in range(n):
@@ -136,7 +137,7 @@ class PropagationWorkload(Workload):
                 n = min(n, 50)
             tag = m.rate_tag(rate)
             order = ("registry", "raw") if round_index % 2 == 0 else ("raw", "registry")
-            outcome: dict[str, tuple[_Tally, float]] = {}
+            outcome: dict[str, tuple[Tally, float]] = {}
             for kind in order:
                 service = self.ctx.naming.service("propagation", tag_round, tag, kind)
                 measure = self._registry if kind == "registry" else self._raw
@@ -157,10 +158,10 @@ class PropagationWorkload(Workload):
             obs.samples[m.RAW_LATENCY_SERIES.format(tag)] = list(raw_tally.latencies_ms)
         return obs
 
-    def _registry(self, target: BenchTarget, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
-        tally = _Tally()
+    def _registry(self, target: BenchTarget, service: str, rate: float | None, n: int) -> tuple[Tally, float]:
+        tally = Tally()
         with target.connect() as writer, target.connect() as reader, reader.watch(service) as watch:
-            collector = EventCollector(watch, functools.partial(_timed, tally))
+            collector = EventCollector(watch, functools.partial(timed, tally))
 
             def write(seq: int, ts: float) -> None:
                 writer.register(
@@ -168,13 +169,13 @@ class PropagationWorkload(Workload):
                 )
 
             try:
-                speed = _drive(write, tally, rate, n)
+                speed = drive(write, tally, rate, n)
             finally:
                 collector.stop()
         return tally, speed
 
-    def _raw(self, target: BenchTarget, service: str, rate: float | None, n: int) -> tuple[_Tally, float]:
-        tally = _Tally()
+    def _raw(self, target: BenchTarget, service: str, rate: float | None, n: int) -> tuple[Tally, float]:
+        tally = Tally()
 
         def received(value: bytes, arrived: float) -> None:
             try:
@@ -186,7 +187,7 @@ class PropagationWorkload(Workload):
         channel = raw_channel(target, service)
         try:
             channel.start(received)
-            speed = _drive(
+            speed = drive(
                 lambda seq, ts: channel.write(f"w{seq}", json.dumps({"seq": seq, "ts": ts}).encode()), tally, rate, n
             )
         finally:
