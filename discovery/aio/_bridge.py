@@ -33,6 +33,23 @@ class AsyncClosable(Protocol):
 
 
 _C = TypeVar("_C", bound=AsyncClosable)
+_Self = TypeVar("_Self", bound="ClosedOnExit")
+
+
+class ClosedOnExit:
+    """A mixin: ``async with x`` closes ``x`` when the block ends (``close`` is the subclass's)."""
+
+    async def close(self) -> None:
+        """Release what was opened."""
+        raise NotImplementedError
+
+    async def __aenter__(self: _Self) -> _Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
 
 async def call(fn: Callable[[], _T], release: Callable[[_T], object] | None = None) -> _T:

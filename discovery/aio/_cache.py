@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from discovery._background import call_listener
-from discovery.aio._bridge import call, on_loop
+from discovery.aio._bridge import ClosedOnExit, call, on_loop
 from discovery.cache import CacheState, ServiceCache, ServiceView, Subscription
 from discovery.errors import WatchBroken
 from discovery.models import Event, Instance, Notice, Snapshot, StatusNode
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 _SLICE_SECONDS = 0.25
 
 
-class AsyncServiceCache:
+class AsyncServiceCache(ClosedOnExit):
     """Every instance under a prefix, in memory, kept current by one watch, for asyncio code.
 
     Made by :meth:`AsyncRegistry.cache`. An async context manager: leaving
@@ -175,14 +174,6 @@ class AsyncServiceCache:
     async def close(self) -> None:
         """Stop the watch and the cache's thread. Idempotent; lookups keep answering from the last contents."""
         await call(self.sync.close)
-
-    async def __aenter__(self) -> AsyncServiceCache:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"<AsyncServiceCache {self.prefix!r} revision={self.revision}>"

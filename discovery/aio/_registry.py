@@ -13,12 +13,11 @@ import asyncio
 import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 from discovery._background import call_listener
 from discovery._registration import UNSET, Registration
-from discovery.aio._bridge import Opening, call, on_loop
+from discovery.aio._bridge import ClosedOnExit, Opening, call, on_loop
 from discovery.aio._cache import AsyncServiceCache
 from discovery.aio._watch import AsyncWatch
 from discovery.cache import ServiceCache
@@ -66,7 +65,7 @@ def connect(
     return Opening(open_registry)
 
 
-class AsyncRegistry:
+class AsyncRegistry(ClosedOnExit):
     """A connected registry for asyncio code. Use :func:`discovery.aio.connect` to make one.
 
     An async context manager: leaving it (or ``await reg.close()``) closes
@@ -232,19 +231,11 @@ class AsyncRegistry:
         """Close watches, deregister every registration at once, release the backend. Idempotent."""
         await call(self.sync.close)
 
-    async def __aenter__(self) -> AsyncRegistry:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     def __repr__(self) -> str:
         return f"<AsyncRegistry {self.url!r} backend={self.sync.backend.name}>"
 
 
-class AsyncRegistration:
+class AsyncRegistration(ClosedOnExit):
     """One instance this process keeps registered, for asyncio code. Made by :meth:`AsyncRegistry.register`.
 
     An async context manager: leaving it (or ``await registration.close()``) deregisters.
@@ -330,14 +321,6 @@ class AsyncRegistration:
                 open, so calling close() again retries.
         """
         await call(self.sync.close)
-
-    async def __aenter__(self) -> AsyncRegistration:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"<AsyncRegistration {self.key!r} alive={self.alive} ttl={self.ttl:g}>"
