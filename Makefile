@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(wildcard backends/*/pyproject.toml) benchmarks/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' $(foreach b,$(BACKENDS),-e ./$(b)) -e ./benchmarks
+	$(PY) -m pip install -q -e '.[test,dashboard]' $(foreach b,$(BACKENDS),-e ./$(b)) -e ./benchmarks
 	@touch $@
 
 system-packages:
