@@ -26,6 +26,7 @@ fields, not only text::
         ├── BackendUnavailable
         ├── BackendTimeout
         ├── AuthenticationFailed
+        │   └── PermissionDenied    (key)
         └── SessionExpired
 """
 
@@ -279,6 +280,20 @@ class BackendTimeout(BackendError):
 
 class AuthenticationFailed(BackendError):
     """The server refused the credentials or certificates."""
+
+
+class PermissionDenied(AuthenticationFailed):
+    """The server knows who the caller is but does not let it do this here: nothing was changed.
+
+    Attributes:
+        key: the key or prefix (below the registry's root) the refused
+            operation was for; ``""`` when the server did not say and the
+            operation names none.
+    """
+
+    def __init__(self, backend: str, key: str, message: str, orig: BaseException | None = None) -> None:
+        self.key = key
+        super().__init__(backend, message, orig)
 
 
 class SessionExpired(BackendError):
