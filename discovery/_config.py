@@ -4,16 +4,21 @@ The URL is the first of: the ``url`` argument, ``$DISCOVERY_URL``, ``url`` in
 the ``[registry]`` table of the config file, ``memory://``. The config file
 is the ``config`` argument, else ``$DISCOVERY_CONFIG``, else ``./discovery.toml``
 when it exists. Options, lowest to highest precedence: defaults, the config
-file's ``[registry]`` table, the URL's query string, keyword arguments. An
-option neither the core nor the backend declares is an error naming it.
+file's ``[registry]`` table, the URL (its query string, and ``user:password@``
+read as the backend's credentials), keyword arguments. An option neither the
+core nor the backend declares is an error naming it. A secret option (see
+:mod:`discovery._secrets`) can instead be read from a file or an environment
+variable, at the same level: ``password_file=/run/secrets/etcd`` or
+``password_env=ETCD_PASSWORD``; the URL kept for showing has its secrets masked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import os
-import re
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
@@ -21,11 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from discovery._plugins import load_backend
+from discovery._secrets import INDIRECTIONS, REDACTED, holds_key_material, is_secret, redact_url
 from discovery._validation import DEFAULT_META_LIMIT, VALUE_OVERHEAD
 from discovery.backend import Backend, Option, Target
 from discovery.errors import ConfigurationError, InvalidOption
 
 DEFAULT_URL = "memory://"
+
+_log = logging.getLogger("discovery.config")
+# Config files already warned about in this process: the command reads its file more than once.
+_warned: set[Path] = set()
 
 CORE_OPTIONS: Mapping[str, Option] = {
     "default_ttl": Option(float, 10.0, "ttl in seconds of registrations that give none", positive=True),
@@ -53,7 +63,11 @@ class Settings:
 
 @dataclass(frozen=True)
 class Resolved:
-    """Everything :func:`discovery.connect` needs: the URL, the backend class, its target, the core settings."""
+    """Everything :func:`discovery.connect` needs: the URL, the backend class, its target, the core settings.
+
+    ``url`` is the URL as it may be shown, its secrets masked; the backend
+    finds the credentials in the target's options.
+    """
 
     url: str
     backend: type[Backend]
@@ -119,19 +133,102 @@ def read_config(path: Path | None) -> dict[str, object]:
     table = document.get("registry", {})
     if not isinstance(table, dict):
         raise ConfigurationError(f"config file {str(path)!r}: [registry] must be a table")
+    _warn_if_exposed(path, table)
     return dict(table)
 
 
-def _redacted(url: str) -> str:
-    """The URL with any ``user:password@`` part masked, for error messages."""
-    return re.sub(r"(://)[^/@]*@", r"\1***@", url)
+def _warn_if_exposed(path: Path, table: Mapping[str, object]) -> None:
+    """Warn once per process when a config file holding a secret can be read by group or others."""
+    held = sorted(name for name, value in table.items() if is_secret(name) and value)
+    url = table.get("url")
+    if isinstance(url, str) and redact_url(url) != url:
+        held.append("a password in its url")
+    if not held or os.name != "posix":
+        return
+    try:
+        mode = path.stat().st_mode
+        real = path.resolve()
+    except OSError:
+        return
+    if not mode & 0o044 or real in _warned:
+        return
+    _warned.add(real)
+    _log.warning(
+        "config file %r holds %s and is readable by group or others (mode %03o): chmod 600 it, "
+        "or read the secret from a file or the environment (password_file=..., password_env=...)",
+        str(path),
+        ", ".join(held),
+        mode & 0o777,
+    )
+
+
+def _read_secrets(layer: Mapping[str, object], known: Mapping[str, Option], source: str) -> dict[str, object]:
+    """``layer`` with each ``<secret>_file`` / ``<secret>_env`` replaced by the secret option it reads.
+
+    Raises:
+        InvalidOption: the file or variable cannot be read or is empty, or the
+            secret is given twice in the same place.
+    """
+    resolved = dict(layer)
+    for name, where in layer.items():
+        base, suffix = next(((name[: -len(s)], s) for s in INDIRECTIONS if name.endswith(s)), (name, ""))
+        if not suffix or base not in known or not is_secret(base):
+            continue
+        if base in resolved:
+            raise InvalidOption(name, where, f"{base!r} is given in the {source} already; give it one way only")
+        if not isinstance(where, str) or not where:
+            expected = "a file path" if suffix == "_file" else "an environment variable's name"
+            raise InvalidOption(name, where, f"expected {expected}")
+        resolved[base] = _read_secret_file(name, where) if suffix == "_file" else _read_secret_env(name, where)
+        del resolved[name]
+    return resolved
+
+
+def _read_secret_file(option: str, path: str) -> str:
+    """The secret held by the file at ``path``, without its trailing newline."""
+    try:
+        secret = Path(path).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise InvalidOption(option, path, "the file is not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidOption(option, path, f"cannot read the file: {exc.strerror or type(exc).__name__}") from None
+    if not secret:
+        raise InvalidOption(option, path, "the file is empty")
+    return secret
+
+
+def _read_secret_env(option: str, variable: str) -> str:
+    """The secret held by the environment variable ``variable``."""
+    secret = os.environ.get(variable)
+    if not secret:
+        raise InvalidOption(option, variable, "the environment variable is not set" if secret is None else "is empty")
+    return secret
+
+
+def _credentials(backend: type[Backend], userinfo: str, shown_url: str) -> dict[str, str]:
+    """The options that ``user:password@`` in the URL stands for (percent-decoded).
+
+    A backend declaring ``user`` and ``password`` options gets them (the
+    password may come from elsewhere: ``etcd://svc@host?password_file=...``);
+    one declaring ``auth_digest`` gets ``user:password``.
+
+    Raises:
+        InvalidOption: the backend takes no credentials, or they are incomplete.
+    """
+    user, colon, password = userinfo.partition(":")
+    user, password = urllib.parse.unquote(user), urllib.parse.unquote(password)
+    if not user:
+        raise InvalidOption("url", shown_url, "names no user before ':' in user:password@")
+    if {"user", "password"} <= backend.options.keys():
+        return {"user": user, "password": password} if colon else {"user": user}
+    if "auth_digest" in backend.options:
+        if not colon or not password:
+            raise InvalidOption("url", shown_url, "digest credentials are user:password@, both parts given")
+        return {"auth_digest": f"{user}:{password}"}
+    raise InvalidOption("url", shown_url, f"backend {backend.name!r} takes no credentials (user:password@)")
 
 
 def _parse_hosts(netloc: str, default_port: int, url: str) -> tuple[tuple[str, int], ...]:
-    if "@" in netloc:
-        raise InvalidOption(
-            "url", url, "credentials in the URL are not read; give them as options (username=..., password=...)"
-        )
     if not netloc:
         return ()
     hosts: list[tuple[str, int]] = []
@@ -166,8 +263,9 @@ def _root(path: str, url: str) -> str:
     for segment in stripped.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidOption("url", url, f"root segment {segment!r}: empty, '.' and '..' are not names")
-        if not all(c.isalnum() or c in "._:@+=-~" for c in segment):
-            raise InvalidOption("url", url, f"root segment {segment!r}: allowed are letters, digits and ._:@+=-~")
+        # Not '@', which names may hold: in a URL's path it is taken for the end of a password holding a '/'.
+        if not all(c.isalnum() or c in "._:+=-~" for c in segment):
+            raise InvalidOption("url", url, f"root segment {segment!r}: allowed are letters, digits and ._:+=-~")
     return "/" + stripped
 
 
@@ -183,31 +281,51 @@ def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Map
     file_url = file_options.pop("url", None)
     chosen = url or os.environ.get("DISCOVERY_URL") or file_url or DEFAULT_URL
     if not isinstance(chosen, str):
-        raise InvalidOption("url", chosen, "must be a string")
-    shown_url = _redacted(chosen)
+        raise InvalidOption("url", f"<{type(chosen).__name__}>", "must be a string")
+    # Until the backend is known, no option's value is shown: any may be a mistyped password.
+    shown_url = redact_url(chosen, known=(), strict=True)
+    if not chosen.isprintable():
+        # urlsplit would drop tabs and line breaks silently: the URL would not be the one given.
+        raise InvalidOption("url", shown_url, "contains a control character; percent-encode it")
     try:
         parts = urllib.parse.urlsplit(chosen)
     except ValueError as exc:
-        raise InvalidOption("url", shown_url, f"not a URL: {exc}") from None
+        # Never the exception's text: it can quote the host part, credentials included.
+        problem = "unbalanced '[' or ']' around an IPv6 address" if "IPv6" in str(exc) else "cannot be parsed"
+        raise InvalidOption("url", shown_url, f"not a URL: {problem}") from None
     if not parts.scheme or "://" not in chosen:
         raise InvalidOption(
             "url", shown_url, "expected scheme://host[:port][,host...]/root, e.g. etcd://127.0.0.1:2379/services"
         )
+    if "#" in chosen or "@" in parts.path:
+        # Both mean a password holding an unencoded '/', '?' or '#': the host part ended inside it.
+        raise InvalidOption(
+            "url", shown_url, "'#' or '@' after the host part; in credentials write / ? # @ as %2F %3F %23 %40"
+        )
     backend = load_backend(parts.scheme.lower())
+    known = {**CORE_OPTIONS, **backend.options}
+    shown_url = redact_url(chosen, known=_accepted_names(known), strict=True)
     try:
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
-    except ValueError as exc:
-        raise InvalidOption("url", shown_url, f"bad query string: {exc}") from None
-    merged: dict[str, object] = {**file_options, **query, **options}
-    known = {**CORE_OPTIONS, **backend.options}
+    except ValueError:
+        raise InvalidOption("url", shown_url, "bad query string: expected name=value pairs joined by '&'") from None
+    userinfo, at, netloc = parts.netloc.rpartition("@")
+    if at:
+        for name, credential in _credentials(backend, userinfo, shown_url).items():
+            if name in query or any(name + suffix in query for suffix in INDIRECTIONS):
+                raise InvalidOption(name, credential, "given twice in the URL: in user:password@ and the query string")
+            query[name] = credential
+    merged: dict[str, object] = {}
+    for layer, source in ((file_options, "config file"), (query, "URL"), (options, "keyword arguments")):
+        merged.update(_read_secrets(layer, known, source))
     values: dict[str, object] = {name: option.default for name, option in known.items()}
     for name, value in merged.items():
+        if holds_key_material(value):
+            raise InvalidOption(name, REDACTED, "holds a private key; give the path of the key file", hidden=True)
         if name not in known:
-            raise InvalidOption(
-                name, value, f"unknown option for backend {backend.name!r}; known: {', '.join(sorted(known))}"
-            )
+            raise InvalidOption(name, value, _unknown(name, known, backend), hidden=True)
         values[name] = _convert(name, known[name], value)
-    hosts = _parse_hosts(parts.netloc, backend.default_port, shown_url)
+    hosts = _parse_hosts(netloc, backend.default_port, shown_url)
     if backend.default_port and not hosts:
         raise InvalidOption(
             "url", shown_url, f"names no host; expected e.g. {backend.name}://127.0.0.1:{backend.default_port}/services"
@@ -215,7 +333,20 @@ def resolve(url: str | None, config: str | os.PathLike[str] | None, options: Map
     root = _root(parts.path, shown_url)
     target = Target(parts.scheme.lower(), hosts, root, {n: values[n] for n in backend.options})
     settings = Settings(**{n: values[n] for n in CORE_OPTIONS})  # type: ignore[arg-type]
-    return Resolved(chosen, backend, target, _cap_meta(settings, backend, "meta_limit" in merged))
+    return Resolved(redact_url(chosen), backend, target, _cap_meta(settings, backend, "meta_limit" in merged))
+
+
+def _accepted_names(known: Mapping[str, Option]) -> set[str]:
+    """The option names accepted: the declared options, and ``<secret>_file`` / ``<secret>_env``."""
+    return {*known, *(f"{n}{s}" for n in known if is_secret(n) for s in INDIRECTIONS)}
+
+
+def _unknown(name: str, known: Mapping[str, Option], backend: type[Backend]) -> str:
+    """Why ``name`` is refused: unknown, the close matches, every name the backend accepts."""
+    names = sorted(_accepted_names(known))
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown option for backend {backend.name!r}{hint}; known: {', '.join(names)}"
 
 
 def _cap_meta(settings: Settings, backend: type[Backend], explicit: bool) -> Settings:

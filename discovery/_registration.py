@@ -17,6 +17,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any
 
@@ -218,6 +219,30 @@ class Registration:
         return f"<Registration {self.key!r} alive={self._alive} ttl={self.ttl:g}>"
 
 
+@dataclass(frozen=True)
+class RegistrationStats:
+    """The registrations of one registry and their keep-alives, read at once (for :mod:`discovery.metrics`).
+
+    Attributes:
+        registered: registrations held open, alive or waiting to be written again.
+        alive: those registered on the server right now.
+        reregistrations: registrations written again after the server
+            dropped their session (or, on etcd v2, their key), since the registry began.
+        keepalive_requests: keep-alive requests the backend sent for the
+            sessions of this registry, past ones included; None when its
+            sessions do not count them (see ``Session.counts_keepalives``)
+            or none was opened yet.
+        keepalive_failures: of those, the ones that did not renew (no
+            answer, an error, or the session or key found gone); None as above.
+    """
+
+    registered: int
+    alive: int
+    reregistrations: int
+    keepalive_requests: int | None
+    keepalive_failures: int | None
+
+
 class Registrations:
     """The instances one registry keeps registered: a session per ttl and a keeper that restores lost ones.
 
@@ -236,6 +261,13 @@ class Registrations:
         self._keeper: threading.Thread | None = None
         self._closed = False
         self._warnings = RateLimitedLog(_log, _REPEAT_LOG_SECONDS)
+        self._reregistrations = 0
+        # Keep-alives of the sessions replaced so far, so the totals never go
+        # back. Its own lock, never held over a server call (the set's lock
+        # is, during writes), makes a replacement and a read of the totals atomic.
+        self._stats_lock = threading.Lock()
+        self._past_keepalives = (0, 0)
+        self._keepalives_counted = False
 
     def register(
         self,
@@ -293,6 +325,26 @@ class Registrations:
         with self._lock:
             return tuple(self._sessions.values())
 
+    def stats(self) -> RegistrationStats:
+        """How many registrations are held and alive, how many were restored, and the sessions' keep-alives."""
+        # Not under the set's lock, which a write to the server may hold: a
+        # scrape must not wait on the network. Copying a dict's values is atomic.
+        registrations = tuple(self._registrations.values())
+        with self._stats_lock:
+            requests, failures = self._past_keepalives
+            for session in self._sessions.values():
+                requests += session.keepalive_requests
+                failures += session.keepalive_failures
+            counted = self._keepalives_counted
+        reregistrations = self._reregistrations
+        return RegistrationStats(
+            len(registrations),
+            sum(1 for registration in registrations if registration.alive),
+            reregistrations,
+            requests if counted else None,
+            failures if counted else None,
+        )
+
     def close(self) -> None:
         """Stop the keeper, end every registration and close the sessions (their keys go at once). Idempotent."""
         with self._wake:
@@ -320,10 +372,16 @@ class Registrations:
         """The live session for ``ttl``, opened if needed. Caller holds the lock."""
         session = self._sessions.get(ttl)
         if session is None or not session.alive:
+            old = session
             session = self.backend.open_session(ttl)
             session.add_listener(functools.partial(self._session_changed, session))
             session.add_key_listener(functools.partial(self._key_lost, session))
-            self._sessions[ttl] = session
+            with self._stats_lock:
+                if old is not None:
+                    requests, failures = self._past_keepalives
+                    self._past_keepalives = (requests + old.keepalive_requests, failures + old.keepalive_failures)
+                self._keepalives_counted = self._keepalives_counted or session.counts_keepalives
+                self._sessions[ttl] = session
         return session
 
     def _session_changed(self, session: Session, alive: bool) -> None:
@@ -380,6 +438,7 @@ class Registrations:
                 if registration.closed or registration.alive or self._closed:
                     return
                 registration._write(self._session(registration.ttl))
+                self._reregistrations += 1
             self._warnings.clear(registration.key)
             _log.info("re-registered %s", registration.key)
         except AlreadyRegistered:

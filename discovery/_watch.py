@@ -21,16 +21,20 @@ without contacting the server and then fails does not end it. Attempts
 within one outage back off exponentially, so a dead server costs a handful
 of requests, not a spin, and when the outage outlasts ``reconnect_timeout``
 the consumer gets :class:`~discovery.errors.WatchBroken` (at the timeout,
-plus at most one attempt); the watch never ends silently.
+plus at most one attempt); the watch never ends silently. A refused
+permission (:class:`~discovery.errors.PermissionDenied`), from the stream or
+a reopen, ends the watch at once the same way, the refusal as the
+WatchBroken's ``__cause__``: no retry would change the server's answer.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
@@ -38,7 +42,7 @@ from typing import TypeVar
 from discovery._codec import decode_instance, decode_min_instances, key_prefix, parse_key
 from discovery.backend import Backend, Batch, Change, ChangeKind, ChangeStream, Gap, Listing
 from discovery.capabilities import Capability
-from discovery.errors import BackendError, DiscoveryError, RegistryClosed, WatchBroken
+from discovery.errors import BackendError, DiscoveryError, PermissionDenied, RegistryClosed, WatchBroken
 from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, Snapshot
 
 _log = logging.getLogger("discovery.watch")
@@ -47,6 +51,55 @@ _T = TypeVar("_T")
 _POLL_SECONDS = 0.25
 _RETRY_FIRST_SECONDS = 0.05
 _RETRY_MAX_SECONDS = 2.0
+
+LAG_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds, in seconds, of the delivery-lag buckets of :class:`WatchStats` (a last, unbounded one follows)."""
+
+
+class _LagHistogram:
+    """How long buffered items waited for the consumer, in the fixed :data:`LAG_BUCKETS`; the watch's lock guards it."""
+
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LAG_BUCKETS) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float, items: int) -> None:
+        """Count ``items`` that each waited ``seconds``."""
+        self.buckets[bisect.bisect_left(LAG_BUCKETS, seconds)] += items
+        self.total += seconds * items
+        self.count += items
+
+
+@dataclass(frozen=True)
+class WatchStats:
+    """What a watch has done so far, read at once by :meth:`Watch.stats` (for metrics; see :mod:`discovery.metrics`).
+
+    Attributes:
+        prefix: the watch's prefix.
+        state: ``connected``, ``disconnected`` (an outage is under way),
+            ``resyncing`` or ``broken``.
+        events: events buffered for the consumer since the watch began, by
+            kind, resync events included.
+        resyncs: resyncs by reason (``compacted``, ``overflow``, ``requested``...).
+        buffered: events and notices buffered, not yet taken by the consumer.
+        lag_buckets: items (events and notices) the consumer took, by how
+            long they waited in the buffer: one count per bound of
+            :data:`LAG_BUCKETS`, then one for longer waits (not cumulative).
+        lag_seconds: the total of those waits, in seconds.
+        lag_count: the items counted, the sum of ``lag_buckets``.
+    """
+
+    prefix: str
+    state: str
+    events: Mapping[EventKind, int]
+    resyncs: Mapping[str, int]
+    buffered: int
+    lag_buckets: tuple[int, ...]
+    lag_seconds: float
+    lag_count: int
 
 
 @dataclass
@@ -198,6 +251,16 @@ class Watch:
         self._closed = False
         self._resyncs = 0
         self._gap_reasons: list[str] = []
+        # Plain counters for metrics, under the lock the buffer already takes.
+        # The lag is measured per chunk buffered at once, not per item: each
+        # stamp is (items pushed up to the chunk's end, when it was buffered).
+        self._resync_reasons: collections.Counter[str] = collections.Counter()
+        self._events_by_kind = dict.fromkeys(EventKind, 0)
+        self._pushed = 0
+        self._taken = 0
+        self._stamped_through = 0
+        self._stamps: collections.deque[tuple[int, float]] = collections.deque()
+        self._lag = _LagHistogram()
         self._resync_requested: str | None = None
         self._outage: _Outage | None = None
         if since is None:
@@ -232,6 +295,29 @@ class Watch:
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
+
+    def stats(self) -> WatchStats:
+        """The watch's counters and state, read together: events by kind, resyncs by reason, buffer, lag."""
+        with self._cond:
+            if self._error is not None:
+                state = "broken"
+            elif self._resyncing:
+                state = "resyncing"
+            elif self._outage is not None:
+                state = "disconnected"
+            else:
+                state = "connected"
+            lag = self._lag
+            return WatchStats(
+                self.prefix,
+                state,
+                dict(self._events_by_kind),
+                dict(self._resync_reasons),
+                len(self._buffer),
+                tuple(lag.buckets),
+                lag.total,
+                lag.count,
+            )
 
     @property
     def connected(self) -> bool:
@@ -291,6 +377,7 @@ class Watch:
                     return None
                 self._cond.wait(remaining)
             item = self._buffer.popleft()
+            self._took(1)
             if not self._buffer:
                 self._cond.notify_all()
             return item
@@ -315,6 +402,7 @@ class Watch:
             ):
                 batch.append(head)
                 self._buffer.popleft()
+            self._took(len(batch) - 1)
             if not self._buffer:
                 self._cond.notify_all()
         return batch
@@ -387,14 +475,37 @@ class Watch:
                 timeout,
             )
 
+    def _took(self, count: int) -> None:
+        """The consumer took ``count`` items: measure the lag of each chunk now fully taken. Caller holds the lock."""
+        self._taken += count
+        stamps = self._stamps
+        if stamps and stamps[0][0] <= self._taken:
+            now = time.monotonic()
+            while stamps and stamps[0][0] <= self._taken:
+                end, buffered_at = stamps.popleft()
+                self._lag.observe(now - buffered_at, end - self._stamped_through)
+                self._stamped_through = end
+
     # -- pump side -----------------------------------------------------------
+
+    def _push(self, items: Sequence[Event | Notice]) -> None:
+        """Buffer items for the consumer, counting events by kind and stamping the chunk. Caller holds the lock."""
+        if not items:
+            return
+        self._buffer.extend(items)
+        by_kind = self._events_by_kind
+        for item in items:
+            if isinstance(item, Event):
+                by_kind[item.kind] += 1
+        self._pushed += len(items)
+        self._stamps.append((self._pushed, time.monotonic()))
 
     def _set_definitions(self, definitions: dict[str, int]) -> None:
         with self._cond:
             if definitions != self._definitions:
                 self._definitions = definitions
                 self._definitions_version += 1
-                self._buffer.append(Notice(NoticeKind.DEFINITIONS, "", self._cursor.emitted))
+                self._push((Notice(NoticeKind.DEFINITIONS, "", self._cursor.emitted),))
                 self._cond.notify_all()
 
     def _definition_changed(self, service: str, change: Change) -> None:
@@ -429,6 +540,8 @@ class Watch:
                 except BackendError as exc:
                     if self._closed:
                         return
+                    if isinstance(exc, PermissionDenied):
+                        raise  # the server will not let us read here: no retry can help
                     _log.info("watch on %r: stream broke (%s), resuming", self.prefix, exc)
                     self._stream.close()
                     self._outage_failed(exc)
@@ -459,7 +572,7 @@ class Watch:
             broken.__cause__ = error
             error = broken
         with self._cond:
-            self._buffer.append(Notice(NoticeKind.BROKEN, str(error), self._cursor.emitted))
+            self._push((Notice(NoticeKind.BROKEN, str(error), self._cursor.emitted),))
             self._error = error
             self._cond.notify_all()
         self._stream.close()
@@ -467,7 +580,7 @@ class Watch:
     def _notify(self, kind: NoticeKind, reason: str = "") -> None:
         """Buffer a notice after the events delivered so far."""
         with self._cond:
-            self._buffer.append(Notice(kind, reason, self._cursor.emitted))
+            self._push((Notice(kind, reason, self._cursor.emitted),))
             self._cond.notify_all()
 
     def _outage_failed(self, exc: BackendError) -> _Outage:
@@ -509,6 +622,7 @@ class Watch:
 
         Raises:
             WatchBroken: the outage lasted ``reconnect_timeout`` seconds.
+            PermissionDenied: the server refused the permission, at once: no retry can help.
             RegistryClosed: the watch was closed meanwhile.
         """
         while True:
@@ -526,6 +640,8 @@ class Watch:
                     raise RegistryClosed("watch closed")
             try:
                 result = attempt()
+            except PermissionDenied:
+                raise
             except BackendError as exc:
                 outage = self._outage_failed(exc)
                 outage.attempts += 1
@@ -573,8 +689,8 @@ class Watch:
         with self._cond:
             self._resyncs += 1
             self._gap_reasons.append(reason)
-            self._buffer.extend(events)
-            self._buffer.append(Notice(NoticeKind.RESYNCED, reason, revision))
+            self._resync_reasons[reason] += 1
+            self._push([*events, Notice(NoticeKind.RESYNCED, reason, revision)])
             self._cond.notify_all()
         _log.info("watch on %r: resync after %s emitted %d events", self.prefix, reason, len(events))
 
@@ -653,7 +769,7 @@ class Watch:
         with self._cond:
             overflow = bool(self._buffer) and len(self._buffer) + len(events) > self._buffer_size
             if not overflow:
-                self._buffer.extend(events)
+                self._push(events)
                 if events:
                     self._cursor.emitted_up_to(events[-1].revision)
                     self._cond.notify_all()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from discovery._background import call_listener, start_thread
+from discovery._secrets import redact_options
 from discovery.capabilities import Capability
 from discovery.errors import AlreadyRegistered, InvalidInput, Unsupported
 
@@ -79,6 +80,11 @@ class Target:
     hosts: tuple[tuple[str, int], ...]
     root: str
     options: Mapping[str, object] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # The options hold the credentials: their values are masked.
+        options = redact_options(self.options)
+        return f"Target(scheme={self.scheme!r}, hosts={self.hosts!r}, root={self.root!r}, options={options!r})"
 
 
 @dataclass(frozen=True)
@@ -224,14 +230,26 @@ class Session(abc.ABC):
     :meth:`mark_lost`; the core then opens a new session and puts its
     registrations again.
 
+    Its keep-alive loop counts what it sends in :attr:`keepalive_requests`
+    and :attr:`keepalive_failures` (plain integers, written by that loop's
+    thread only, read for metrics) when the class sets
+    :attr:`counts_keepalives`.
+
     Args:
         ttl: the ttl asked for, in seconds.
         backend: the backend that opens it; :meth:`Backend._own_session`
             accepts the session there only.
     """
 
+    counts_keepalives: ClassVar[bool] = False
+    """Whether the backend counts the session's keep-alives; False where the client library keeps it out of sight."""
+
     def __init__(self, ttl: float, backend: Backend | None = None) -> None:
         self.ttl = ttl
+        self.keepalive_requests = 0
+        """Keep-alive requests sent (lease keep-alives, TTL refreshes), if :attr:`counts_keepalives`."""
+        self.keepalive_failures = 0
+        """Keep-alive requests that did not renew: no answer, an error, or the session or key gone."""
         self._opened_by = backend
         self._alive = True
         self._listeners: list[Callable[[bool], None]] = []
@@ -284,6 +302,11 @@ class Session(abc.ABC):
             listeners = list(self._key_listeners)
         for listener in listeners:
             call_listener(f"session {self.id}", listener, key)
+
+    def _count_keepalives(self, requests: int = 1, failures: int = 0) -> None:
+        """Count keep-alive requests sent and, of them, those that failed. Called by the keep-alive loop only."""
+        self.keepalive_requests += requests
+        self.keepalive_failures += failures
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
         """Run the session's keep-alive ``target`` in the background; if it dies, the session is lost.

@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
+from discovery._secrets import REDACTED, is_secret, mask_passwords_in_text
+
 _SHOWN = reprlib.Repr()
 _SHOWN.maxlevel = 3
 _SHOWN.maxstring = 60
@@ -90,17 +92,29 @@ class UnknownBackend(ConfigurationError):
 class InvalidOption(ConfigurationError):
     """An option is unknown or its value cannot be used.
 
-    Attributes:
+    The value of a secret option (``password``, ``auth_digest``, any name
+    holding ``password``, ``token`` or ``secret``) is never kept or shown:
+    it is ``***`` in the message and in :attr:`value`.
+
+    Args:
         option: the option's name.
         value: the value given.
         reason: why it was refused.
+        hidden: hide the value although the name is not a secret's (an
+            unknown option's value, which may be a mistyped password's).
+
+    Attributes:
+        option: the option's name.
+        value: the value given, or ``***``.
+        reason: why it was refused.
     """
 
-    def __init__(self, option: str, value: object, reason: str) -> None:
+    def __init__(self, option: str, value: object, reason: str, *, hidden: bool = False) -> None:
         self.option = option
-        self.value = value
+        self.value = REDACTED if hidden or is_secret(option) else value
         self.reason = reason
-        super().__init__(f"option {option!r}={shown(value)}: {reason}")
+        shown_value = REDACTED if self.value is REDACTED else mask_passwords_in_text(shown(value))
+        super().__init__(f"option {option!r}={shown_value}: {reason}")
 
 
 class CapabilityMissing(ConfigurationError):

@@ -188,6 +188,8 @@ def _store(name: str, history_window: int) -> MemoryStore:
 class MemorySession(Session):
     """A lease in a memory store, kept alive by a background thread."""
 
+    counts_keepalives: ClassVar[bool] = True
+
     def __init__(self, store: MemoryStore, ttl: float, backend: Backend) -> None:
         super().__init__(ttl, backend)
         self._store = store
@@ -201,7 +203,9 @@ class MemorySession(Session):
 
     def _keep_alive(self) -> None:
         while not self._stopped.wait(self.ttl / 3):
-            if not self._store.keepalive(self._id):
+            renewed = self._store.keepalive(self._id)
+            self._count_keepalives(1, 0 if renewed else 1)
+            if not renewed:
                 self._stopped.set()
                 self.mark_lost()
 

@@ -25,7 +25,8 @@ from discovery._codec import (
     parse_key,
 )
 from discovery._config import Settings, resolve
-from discovery._registration import Registration, Registrations
+from discovery._registration import Registration, Registrations, RegistrationStats
+from discovery._secrets import redact_url
 from discovery._status import build_status
 from discovery._validation import (
     MAX_REVISION,
@@ -102,7 +103,8 @@ class Registry:
 
     def __init__(self, backend: Backend, url: str, settings: Settings) -> None:
         self.backend = backend
-        self.url = url
+        self.url = redact_url(url)
+        """The registry's URL as it may be shown: passwords masked (``etcd://svc:***@host/root``)."""
         self.settings = settings
         self._lock = threading.Lock()
         self._registrations = Registrations(backend, settings.meta_limit)
@@ -249,6 +251,16 @@ class Registry:
         """The sessions (leases) this registry holds, one per ttl in use."""
         return self._registrations.sessions
 
+    def registration_stats(self) -> RegistrationStats:
+        """Registrations held and alive, re-registrations after lost sessions, keep-alives sent (for metrics).
+
+        Read from memory, without waiting for a write in flight.
+
+        Raises:
+            Nothing: it answers after :meth:`close` too (with what was counted).
+        """
+        return self._registrations.stats()
+
     # -- reads ---------------------------------------------------------------
 
     def instances(self, service: str) -> list[Instance]:
@@ -354,6 +366,15 @@ class Registry:
             BackendError: the watch could not be opened.
         """
         return ServiceCache(self.watch(prefix, buffer_size=buffer_size))
+
+    def watches(self) -> list[Watch]:
+        """The watches open on this registry, those of its caches included, oldest first.
+
+        Raises:
+            Nothing: after :meth:`close` the list is empty.
+        """
+        with self._lock:
+            return [watch for watch in self._watches if not watch.closed]
 
     # -- lifecycle -----------------------------------------------------------
 

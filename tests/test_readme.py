@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from discovery.cli._readme import capabilities_section, replace_section
+from discovery.cli._readme import capabilities_section, metrics_section, replace_section
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -16,6 +16,13 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_capability_table_matches_the_code() -> None:
     text = README.read_text()
     assert replace_section(text, "capabilities", capabilities_section()) == text, "run: discovery readme README.md"
+
+
+def test_metrics_table_matches_the_code() -> None:
+    text = README.read_text()
+    table = metrics_section()
+    assert table is not None, "prometheus-client is installed by make test (the dashboard extra)"
+    assert replace_section(text, "metrics", table) == text, "run: discovery readme README.md"
 
 
 def test_readme_shows_both_commands() -> None:

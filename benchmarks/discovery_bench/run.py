@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 import discovery
+from discovery._secrets import redact_url
 from discovery_bench.harness.machine import describe_machine, load_average
 from discovery_bench.harness.runner import Runner
 from discovery_bench.harness.servers import LocalServers, local_servers
@@ -53,12 +53,6 @@ class BenchOptions:
     profile: str = "default"
     out: Path = Path("bench-report")
     peers: bool = False
-
-
-def _redact(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, "***" if k in ("password", "auth_digest") else v) for k, v in urllib.parse.parse_qsl(parts.query)]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def _probe(target: BenchTarget) -> str:
@@ -131,10 +125,10 @@ def run_bench(options: BenchOptions, out_console: Console, err_console: Console)
             try:
                 version = _probe(target)
             except Exception as exc:  # an unreachable registry is skipped, with the reason
-                skipped[target.label] = f"cannot connect to {_redact(target.url)}: {exc}"
+                skipped[target.label] = f"cannot connect to {redact_url(target.url)}: {exc}"
                 continue
             reachable.append(target)
-            backends[target.label] = {"url": _redact(target.url), "server_version": version, "local": target.local}
+            backends[target.label] = {"url": redact_url(target.url), "server_version": version, "local": target.local}
             server = target.traits.server
             if not servers and server is not None:
                 versions.setdefault(server, version)

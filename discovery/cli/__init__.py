@@ -21,6 +21,7 @@ import discovery
 from discovery.capabilities import Capability
 from discovery.cli._commands import COMMANDS
 from discovery.cli._context import PREFERRED_SCHEMES, CliState, configure_logging, make_consoles
+from discovery.cli._dashboard import COMMANDS as SERVING_COMMANDS
 from discovery.cli._demo import demo
 from discovery.cli._errors import ErrorHandlingGroup, exit_codes_epilog
 from discovery.cli._extensions import extension_commands
@@ -102,7 +103,7 @@ def main(
     )
 
 
-for _command in (*COMMANDS, servers, demo, readme):
+for _command in (*COMMANDS, *SERVING_COMMANDS, servers, demo, readme):
     main.add_command(_command)
 for _name, _command in extension_commands().items():
     main.add_command(_command, _name)

@@ -32,6 +32,7 @@ from rich.text import Text
 
 import discovery
 from discovery._plugins import load_backend
+from discovery._secrets import redact_url
 from discovery.cli._context import CliState, pass_state
 from discovery.cli._errors import FAILURE, USAGE, CliError
 from discovery.cli._state import running
@@ -50,7 +51,7 @@ class SeedResult:
 
     Attributes:
         backend: the backend's name.
-        url: the registry URL, with the run's fresh root.
+        url: the registry URL, with the run's fresh root (as shown: passwords masked).
         expected: 2 x count: every registration and every expiry.
         naive: events the naive re-watch loop saw.
         discovery: events the discovery watch saw.
@@ -202,7 +203,7 @@ def seed_one(url: str, count: int, ttl: float, timeout: float) -> SeedResult:
         finally:
             seen = naive.stop()
         return SeedResult(
-            registry.backend.name, url, 2 * count, len(seen), len(events), resyncs, time.monotonic() - started
+            registry.backend.name, registry.url, 2 * count, len(seen), len(events), resyncs, time.monotonic() - started
         )
 
 
@@ -310,7 +311,7 @@ def seed(
             known = stack.enter_context(_servers_for(state, backends))
             targets = [known[backend] for backend in backends]
         for url in targets:
-            state.note(f"running on {url} ({count} instances, ttl {ttl:g}s)")
+            state.note(f"running on {redact_url(url)} ({count} instances, ttl {ttl:g}s)")
             result = seed_one(url, count, ttl, timeout)
             state.note(
                 f"{result.backend}: naive loop {result.naive}/{result.expected}, "

@@ -1,12 +1,13 @@
 """``discovery readme``: regenerate the README's generated sections from code and from real runs.
 
-Three sections are never edited by hand, each between ``<!-- NAME:start -->``
+Four sections are never edited by hand, each between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers: ``capabilities`` (from the installed
-backends' declarations of capabilities and limits), ``parity`` (from the conformance suite's JSON
+backends' declarations of capabilities and limits), ``metrics`` (from the
+catalogue of :mod:`discovery.metrics`), ``parity`` (from the conformance suite's JSON
 results of the last ``make test``) and ``bench`` (from the benchmark's
 ``report.json``, rendered by the benchmark distribution, found through the
 ``discovery.readme_sections`` entry point). A test checks that the capability
-section matches the code.
+and metrics sections match the code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def replace_section(text: str, name: str, body: str) -> str:
     if not found or not found_end:
         raise click.ClickException(f"the README has no {start} ... {end} section")
     return f"{head}{start}\n{body.rstrip()}\n{end}{tail}"
+
+
+def metrics_section() -> str | None:
+    """The table of Prometheus metrics, from :data:`discovery.metrics.METRICS`; None without prometheus-client."""
+    try:
+        from discovery.metrics import metrics_table
+    except ImportError:
+        return None
+    return metrics_table()
 
 
 def capabilities_section() -> str:
@@ -62,12 +72,15 @@ def capabilities_section() -> str:
     help="The benchmark report to take the figures from (skipped if absent).",
 )
 def readme(path: Path, parity_dir: Path, report: Path) -> None:
-    """Regenerate the README's capability, parity and benchmark sections.
+    """Regenerate the README's capability, metrics, parity and benchmark sections.
 
     Example: discovery readme README.md --parity-dir parity-results --report bench-report/report.json
     """
     text = path.read_text()
     text = replace_section(text, "capabilities", capabilities_section())
+    metrics = metrics_section()
+    if metrics is not None:
+        text = replace_section(text, "metrics", metrics)
     documents = load_parity(parity_dir)
     if documents:
         text = replace_section(text, "parity", parity_table_markdown(documents))

@@ -81,6 +81,8 @@ class EtcdCluster(Cluster):
         tls: serve the client URLs over https with these files (peers stay on http); :meth:`url`
             then carries the backends' TLS options, and the cluster's own requests use the CA and
             the client certificate. Plain http when None.
+        auth_token_ttl: seconds a simple authentication token lives unused (etcd's
+            ``--auth-token-ttl``, 300 by default); short values play token expiry.
 
     Raises:
         MissingServerBinary: etcd is not installed (``apt-get install etcd-server``).
@@ -105,6 +107,7 @@ class EtcdCluster(Cluster):
         heartbeat_ms: int = 100,
         election_ms: int = 1000,
         tls: EtcdTls | None = None,
+        auth_token_ttl: int | None = None,
     ) -> None:
         super().__init__(members, base_dir)
         self.binary = find_etcd(binary)
@@ -113,6 +116,7 @@ class EtcdCluster(Cluster):
         self.auto_compaction_retention = auto_compaction_retention
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
+        self.auth_token_ttl = auth_token_ttl
         self._member_ids: dict[str, str] = {}
         self.tls = tls
         self._context = None if tls is None else tls.client_context()
@@ -246,6 +250,8 @@ class EtcdCluster(Cluster):
             ]
             if self.tls is not None:
                 command += self.tls.server_flags()
+            if self.auth_token_ttl is not None:
+                command.append(f"--auth-token-ttl={self.auth_token_ttl}")
             if self.auto_compaction:
                 command += [
                     "--auto-compaction-mode=periodic",

@@ -110,7 +110,7 @@ def test_usage_errors_exit_2(cli: Cli, etcd_url: str) -> None:
     assert_error(cli.run("--url", etcd_url, "define", "buzz//api"), 2, "invalid service 'buzz//api'")
     assert_error(cli.run("--url", etcd_url, "register", "a", "_b"), 2, "invalid instance_id '_b'")
     assert_error(cli.run("--url", etcd_url, "register", "a", "b", "--port", "70000"), 2, "invalid port 70000")
-    assert_error(cli.run("--url", "memory://?bogus=1", "ls"), 2, "option 'bogus'='1': unknown option")
+    assert_error(cli.run("--url", "memory://?bogus=1", "ls"), 2, "option 'bogus'=***: unknown option")
     assert_error(cli.run("--config", "missing.toml", "ls"), 2, "config file 'missing.toml' does not exist")
     assert_error(cli.run("--url", etcd_url, "--backend", "etcd", "ls"), 2, "cannot go with --url")
     assert_error(cli.run("demo", "seed", "--backend", "mysql"), 2, "choose among")

@@ -8,13 +8,17 @@ gateway of etcd v3 reports errors as gRPC status codes with an etcd message,
 turned into :class:`GatewayError` by the v3 client and translated by message
 first (``requested lease not found`` means the session expired), then by
 code. :data:`V3_ERRORS` and :data:`V2_ERRORS` apply the tables through the
-core's :class:`~discovery.translation.ErrorTranslation`.
+core's :class:`~discovery.translation.ErrorTranslation`. A refused
+permission (``etcdserver: permission denied``, gRPC code 7) becomes
+:class:`~discovery.errors.PermissionDenied`; the tables do not know the key,
+so the backend's operation names it through :func:`keyed`.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import etcd
@@ -27,6 +31,7 @@ from discovery.errors import (
     BackendTimeout,
     BackendUnavailable,
     DiscoveryError,
+    PermissionDenied,
     SessionExpired,
     Unsupported,
 )
@@ -38,6 +43,7 @@ __all__ = [
     "GATEWAY_MESSAGES",
     "GatewayError",
     "OTHER_ERRORS",
+    "PERMISSION_DENIED",
     "REQUESTS_ERRORS",
     "URLLIB3_ERRORS",
     "V2_DISABLED",
@@ -45,11 +51,15 @@ __all__ = [
     "V2_TABLE",
     "V3_ERRORS",
     "V3_TABLE",
+    "keyed",
     "v2_disabled",
 ]
 
 V2_DISABLED = "etcd v2 API disabled: start etcd with --enable-v2=true (etcd 3.4/3.5)"
 """What :class:`~discovery.errors.Unsupported` says when the server does not serve ``/v2/keys``."""
+
+PERMISSION_DENIED = "etcdserver: permission denied"
+"""etcd v3's message when the user's roles do not grant the key range; also in a refused watch's ``cancel_reason``."""
 
 
 class GatewayError(Exception):
@@ -146,6 +156,7 @@ ETCD_ERRORS: Mapping[type[BaseException], type[BackendError]] = {
     etcd.EtcdWatchTimedOut: BackendTimeout,
     etcd.EtcdWatcherCleared: BackendUnavailable,
     etcd.EtcdLeaderElectionInProgress: BackendUnavailable,
+    # A 401: a wrong password or a missing grant, which the v2 backend tells apart (PermissionDenied).
     etcd.EtcdInsufficientPermissions: AuthenticationFailed,
 }
 """python-etcd, the v2 client. Key-level errors the backend expects (not found,
@@ -166,7 +177,7 @@ GATEWAY_CODES: Mapping[int, type[BackendError]] = {
     4: BackendTimeout,  # DEADLINE_EXCEEDED
     5: BackendError,  # NOT_FOUND
     6: BackendError,  # ALREADY_EXISTS
-    7: AuthenticationFailed,  # PERMISSION_DENIED
+    7: PermissionDenied,  # PERMISSION_DENIED: the user's roles do not grant the key range
     8: BackendUnavailable,  # RESOURCE_EXHAUSTED: too many requests
     9: BackendError,  # FAILED_PRECONDITION
     10: BackendUnavailable,  # ABORTED
@@ -184,7 +195,7 @@ GATEWAY_MESSAGES: Mapping[str, type[BackendError]] = {
     "etcdserver: authentication failed": AuthenticationFailed,
     "etcdserver: user name is empty": AuthenticationFailed,
     "etcdserver: invalid auth token": AuthenticationFailed,
-    "etcdserver: permission denied": AuthenticationFailed,
+    PERMISSION_DENIED: PermissionDenied,
     "etcdserver: no leader": BackendUnavailable,
     "etcdserver: request timed out": BackendTimeout,
 }
@@ -210,10 +221,39 @@ def _gateway_kind(exc: GatewayError) -> type[BackendError]:
 
 
 def _refine_v3(exc: BaseException, action: str) -> DiscoveryError | None:
-    """A gateway error, translated by etcd's message first, then by its gRPC code."""
+    """A gateway error, translated by etcd's message first, then by its gRPC code.
+
+    A refused permission names no key here: :func:`keyed` adds it.
+    """
     if isinstance(exc, GatewayError):
-        return _gateway_kind(exc)("etcd", f"{action}: {exc}", exc)
+        kind = _gateway_kind(exc)
+        if issubclass(kind, PermissionDenied):
+            return PermissionDenied("etcd", "", f"{action}: {exc}", exc)
+        return kind("etcd", f"{action}: {exc}", exc)
     return None
+
+
+@contextmanager
+def keyed(errors: ErrorTranslation, action: str, key: str) -> Iterator[None]:
+    """``errors.boundary(action)`` for an operation on ``key``: a refused permission names the key.
+
+    Args:
+        errors: the backend's translation.
+        action: the operation, for the message (``"put"``).
+        key: the key, or the prefix without its trailing ``/``, relative to
+            the registry's root, as :attr:`PermissionDenied.key` reports it.
+
+    Raises:
+        PermissionDenied: with ``key``, when the server refused the permission.
+        BackendError: any other translated error, as ``errors.boundary`` raises it.
+    """
+    try:
+        with errors.boundary(action):
+            yield
+    except PermissionDenied as exc:
+        if exc.key:
+            raise
+        raise PermissionDenied(exc.backend, key, f"{action} {key!r}: {exc.orig or exc}", exc.orig) from exc.orig
 
 
 def v2_disabled(exc: BaseException) -> bool:

@@ -21,7 +21,17 @@ keeps a directory once its last key is gone; an empty one is not a key, so a
 write in its place removes it first, while a key in the way of a write (below
 it or above it) is a :class:`~discovery.errors.NameConflict`. A server without
 v2 (etcd 3.6, ``--enable-v2=false``) answers ``/v2/keys`` with a plain 404,
-reported as :class:`~discovery.errors.Unsupported`.
+reported as :class:`~discovery.errors.Unsupported`. v2 answers a wrong
+password and a role that does not grant the key alike (401, "Insufficient
+credentials"): the refusal is a :class:`~discovery.errors.PermissionDenied`
+naming the key once etcd has accepted the backend's credentials (on an
+earlier request, or on a read of the registry's root), else an
+:class:`~discovery.errors.AuthenticationFailed`. A role grants a directory
+and everything below it with a pattern like ``/root/*``: listings and
+watches therefore ask for the directory with a trailing ``/``, which the
+pattern covers. A long poll checks the permission when it starts, so a
+watch whose grant is revoked ends with PermissionDenied at its next poll,
+within 5 seconds.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -57,9 +67,11 @@ from discovery.backend import (
 )
 from discovery.capabilities import Capability
 from discovery.errors import (
+    AuthenticationFailed,
     BackendError,
     InvalidValue,
     NameConflict,
+    PermissionDenied,
     RegistryClosed,
     SessionExpired,
     Unsupported,
@@ -133,6 +145,14 @@ class V2KeySpace(KeySpace):
     def url_path(full: str) -> str:
         """A full v2 key as it goes in the URL (python-etcd does not quote keys)."""
         return quote(full, safe="/~")
+
+    def directory_url(self, directory: str) -> str:
+        """A directory as it goes in the URL of a listing or a watch: with a trailing ``/``.
+
+        etcd v2 checks a role against the path as sent, and the pattern
+        ``/root/*`` grants ``/root/`` and below, not ``/root``.
+        """
+        return self.url_path(directory.rstrip("/") + "/")
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -300,6 +320,7 @@ class V2WatchStream(QueuedStream):
             abort_response(response)
         if response.status_code == 200:
             self._confirmed = True
+            self._owner.accepted()
         started_at = int(response.headers.get("X-Etcd-Index", 0))
         try:
             body = response.content
@@ -315,7 +336,7 @@ class V2WatchStream(QueuedStream):
 
     def _start_poll(self, endpoint: str) -> requests.Response:
         return self._http.get(
-            f"{endpoint}{_KEYS_ENDPOINT}{self._owner.keys.url_path(self._directory)}",
+            f"{endpoint}{_KEYS_ENDPOINT}{self._owner.keys.directory_url(self._directory)}",
             params={"wait": "true", "recursive": "true", "waitIndex": str(self._index)},
             stream=True,
             timeout=(self._owner.settings.timeout, _POLL_SECONDS),
@@ -341,7 +362,11 @@ class V2WatchStream(QueuedStream):
                 if document["errorCode"] == _INDEX_CLEARED:
                     self._emit(Gap("history-window"))
                     return
-                etcd.EtcdError.handle({**document, "status": response.status_code})
+                try:
+                    etcd.EtcdError.handle({**document, "status": response.status_code})
+                except etcd.EtcdInsufficientPermissions as exc:
+                    self._emit(self._owner.refused("watch", self._prefix.rstrip("/"), exc))
+                    return
             item = self._item(document)
             if item is not None and not self._emit(item):
                 return
@@ -439,6 +464,8 @@ class Etcd2Backend(Backend):
         self._sessions: weakref.WeakSet[TtlSession] = weakref.WeakSet()
         self._streams: weakref.WeakSet[V2WatchStream] = weakref.WeakSet()
         self._closed = False
+        # Whether etcd answered a request made with the credentials: then a 401 is a missing grant.
+        self._accepted = False
 
     def key_size(self, key: str) -> int:
         """The length of the URL path python-etcd sends for ``key`` (``/v2/keys``, root, escapes, percent-encoding)."""
@@ -450,7 +477,58 @@ class Etcd2Backend(Backend):
         Raises:
             etcd.EtcdException: etcd answered with an error, or no endpoint could be reached.
         """
-        return self.endpoints.first_answer(lambda url: operation(self._clients[url]), _unreachable)
+        result = self.endpoints.first_answer(lambda url: operation(self._clients[url]), _unreachable)
+        self._accepted = True
+        return result
+
+    def accepted(self) -> None:
+        """etcd answered a request made with the backend's credentials: they are right."""
+        self._accepted = True
+
+    def refused(self, action: str, key: str, exc: BaseException) -> AuthenticationFailed:
+        """The error for a request etcd refused with 401: PermissionDenied once the credentials are known right.
+
+        v2 refuses a wrong password and a missing grant alike. Credentials
+        that etcd accepted on an earlier request, or now on a read of the
+        registry's root, are right, so the grant is missing.
+
+        Args:
+            action: the operation, for the message.
+            key: the key, or the prefix without its trailing ``/``, relative to the root.
+            exc: python-etcd's ``EtcdInsufficientPermissions``.
+        """
+        if self._credentials_right():
+            return PermissionDenied(self.name, key, f"{action} {key!r}: the user's roles do not grant it ({exc})", exc)
+        who = f"the credentials of {self.settings.user!r}" if self.settings.user else "a request without credentials"
+        reason = f"etcd refused {who}, or they may not read the registry's root to tell"
+        return AuthenticationFailed(self.name, f"{action} {key!r}: {reason} ({exc})", exc)
+
+    def _credentials_right(self) -> bool:
+        if not self.settings.user:
+            return False
+        if self._accepted:
+            return True
+        root = self.keys.directory_url(self.keys.directory(""))
+        try:
+            self.call(lambda client: client.read(root))
+        except etcd.EtcdKeyNotFound as exc:
+            # Not there yet, but the read passed the permission check.
+            return not v2_disabled(exc)
+        except Exception as exc:  # refused as well, or unreachable: not proven
+            _log.debug("etcd2: reading the root to check the credentials failed: %s", exc)
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _boundary(self, action: str, key: str) -> Iterator[None]:
+        """``V2_ERRORS.boundary(action)`` for an operation on ``key``: a refused permission names the key."""
+        try:
+            with V2_ERRORS.boundary(action):
+                yield
+        except AuthenticationFailed as exc:
+            if not isinstance(exc.orig, etcd.EtcdInsufficientPermissions):
+                raise
+            raise self.refused(action, key, exc.orig) from exc.orig
 
     def _check_open(self) -> None:
         if self._closed:
@@ -466,7 +544,7 @@ class Etcd2Backend(Backend):
             etcd.EtcdException: the read failed.
         """
         try:
-            return int(self.call(lambda client: client.read(self.keys.url_path(directory))).etcd_index)
+            return int(self.call(lambda client: client.read(self.keys.directory_url(directory))).etcd_index)
         except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir) as exc:
             if v2_disabled(exc):
                 raise
@@ -482,12 +560,13 @@ class Etcd2Backend(Backend):
             Unsupported: the server does not serve the v2 API.
             BackendUnavailable: no endpoint could be reached.
             AuthenticationFailed: etcd refused the credentials.
+            PermissionDenied: the user's roles do not grant reading the prefix (credentials known right).
             BackendError: the read failed.
         """
         self._check_open()
         directory = self.keys.directory(prefix)
-        path = self.keys.url_path(directory)
-        with V2_ERRORS.boundary("list"):
+        path = self.keys.directory_url(directory)
+        with self._boundary("list", prefix.rstrip("/")):
             try:
                 result = self.call(lambda client: client.read(path, recursive=True, quorum=True))
             except (etcd.EtcdKeyNotFound, etcd.EtcdNotDir) as exc:
@@ -525,12 +604,13 @@ class Etcd2Backend(Backend):
         Raises:
             Unsupported: the server does not serve the v2 API.
             BackendUnavailable: no endpoint could be reached.
+            PermissionDenied: the user's roles do not grant reading the prefix (credentials known right).
             BackendError: the index could not be read.
         """
         self._check_open()
         directory = self.keys.directory(prefix)
         if after_revision is None:
-            with V2_ERRORS.boundary("open watch"):
+            with self._boundary("open watch", prefix.rstrip("/")):
                 after_revision = self.current_index(directory)
         stream = V2WatchStream(self, directory, prefix, after_revision + 1)
         self._streams.add(stream)
@@ -564,12 +644,13 @@ class Etcd2Backend(Backend):
             InvalidValue: with a session, the value is not a JSON object's UTF-8 text (it carries the owner).
             Unsupported: the server does not serve the v2 API.
             BackendUnavailable: no endpoint could be reached.
+            PermissionDenied: the user's roles do not grant writing the key; nothing was written.
             BackendError: the write failed.
         """
         self._check_open()
         full = self.keys.full(key)
         path = self.keys.url_path(full)
-        with V2_ERRORS.boundary("put"):
+        with self._boundary("put", key):
             if session is None:
                 # Sent as bytes: etcd stores them as they are; v2 answers in
                 # JSON, so bytes that are not UTF-8 read back replaced (U+FFFD).
@@ -728,12 +809,13 @@ class Etcd2Backend(Backend):
         Raises:
             Unsupported: the server does not serve the v2 API.
             BackendUnavailable: no endpoint could be reached.
+            PermissionDenied: the user's roles do not grant deleting the key; nothing was deleted.
             BackendError: the delete failed.
         """
         self._check_open()
         full = self.keys.full(key)
         path = self.keys.url_path(full)
-        with V2_ERRORS.boundary("delete"):
+        with self._boundary("delete", key):
             if session is None:
                 try:
                     result = self.call(lambda client: client.delete(path))

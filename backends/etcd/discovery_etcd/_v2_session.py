@@ -31,7 +31,7 @@ import threading
 import time
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import etcd
 
@@ -72,7 +72,12 @@ class TtlSession(Session):
     and reported to the key listeners. When refreshes fail for a whole TTL,
     the session is lost: it deletes its remaining keys, as an expired lease
     would, and reports itself not alive.
+
+    Each key's refresh counts as one keep-alive request; one that fails or
+    finds the key gone counts as failed.
     """
+
+    counts_keepalives: ClassVar[bool] = True
 
     def __init__(self, backend: Etcd2Backend, ttl: float) -> None:
         super().__init__(ttl, backend)
@@ -139,6 +144,8 @@ class TtlSession(Session):
                 last_success = time.monotonic()
                 continue
             outcomes = self._refresh_all(due)
+            sent = [outcome for _, outcome in outcomes if outcome != "skipped"]
+            self._count_keepalives(len(sent), sum(1 for o in sent if o == "expired" or isinstance(o, BaseException)))
             if self._stopped.is_set():
                 return
             for full, outcome in outcomes:

@@ -16,6 +16,13 @@ watch (``created``), resumes from ``after_revision + 1``,
 delivers the events of each revision as one batch (a watch answer always
 holds whole revisions), reports a watch cancelled by compaction as
 ``Gap("compacted")`` and a broken connection as ``BackendUnavailable``.
+A key range the user's roles do not grant is refused with
+:class:`~discovery.errors.PermissionDenied` naming the key or prefix: a
+write or read at once, a watch when etcd cancels it at creation. etcd 3.4
+checks a watch's permission only then, and a watch whose grant is revoked
+goes on delivering; so a watch opened with credentials asks etcd every
+``timeout`` seconds whether the user may still read its range, and ends with
+PermissionDenied once it may not.
 etcd v3 does not tell an expiry from a delete, so ``Change.expired`` is None.
 """
 
@@ -53,10 +60,11 @@ from discovery.errors import (
     BackendTimeout,
     BackendUnavailable,
     NameConflict,
+    PermissionDenied,
     RegistryClosed,
 )
 from discovery_etcd._common import OPTIONS, ConnectionSettings, KeySpace, QueuedStream, abort_response
-from discovery_etcd._errors import V3_ERRORS, GatewayError
+from discovery_etcd._errors import PERMISSION_DENIED, V3_ERRORS, GatewayError, keyed
 from discovery_etcd._v3client import V3Client, b64, prefix_end, unb64
 
 __all__ = ["EtcdBackend", "LeaseSession"]
@@ -120,6 +128,8 @@ class LeaseSession(Session):
     to the backend, whose puts take its keys over (see :meth:`EtcdBackend.put`).
     """
 
+    counts_keepalives: ClassVar[bool] = True
+
     def __init__(self, backend: EtcdBackend, ttl: float) -> None:
         super().__init__(ttl, backend)
         self._backend = backend
@@ -165,6 +175,7 @@ class LeaseSession(Session):
             except Exception as exc:  # any failure counts; the lease survives it up to its TTL
                 if self._stopped.is_set():
                     return
+                self._count_keepalives(1, 1)
                 if time.monotonic() - last_renewal >= self.granted_ttl:
                     self._lost(f"keep-alive failed for {self.granted_ttl} s: {exc}", revoke=True)
                     return
@@ -173,6 +184,7 @@ class LeaseSession(Session):
                 continue
             if self._stopped.is_set():
                 return
+            self._count_keepalives(1, 0 if remaining > 0 else 1)
             if remaining <= 0:
                 self._lost("the server no longer has the lease", revoke=False)
                 return
@@ -240,16 +252,27 @@ class WatchStream(QueuedStream):
     The constructor returns once etcd confirmed the watch (its ``created``
     answer), so the watch is established on the server.
 
+    Args:
+        backend: the backend.
+        prefix: the watched prefix, relative to the root (``""`` or ending in ``/``).
+        after_revision: deliver changes after this revision; None for changes from now on.
+
     Raises:
         BackendUnavailable: no endpoint could be reached.
         BackendTimeout: etcd did not confirm the watch within the timeout.
+        PermissionDenied: the user's roles do not grant reading the prefix.
         BackendError: etcd refused the watch.
     """
 
-    def __init__(self, backend: EtcdBackend, start: bytes, after_revision: int | None) -> None:
+    def __init__(self, backend: EtcdBackend, prefix: str, after_revision: int | None) -> None:
+        start = _key_bytes(backend.keys.full(prefix))
         super().__init__(backend.name, f"etcd-watch-{_key_text(start)}", V3_ERRORS)
         self._keys = backend.keys
+        self._client = backend.client
+        self._prefix = prefix.rstrip("/")
+        self._authenticated = bool(backend.settings.user)
         create: dict[str, Any] = {"key": b64(start), "range_end": b64(prefix_end(start))}
+        self._range = {k: create[k] for k in ("key", "range_end")}
         if after_revision is not None:
             create["start_revision"] = str(after_revision + 1)
         self._created = threading.Event()
@@ -257,7 +280,7 @@ class WatchStream(QueuedStream):
         self._heard = time.monotonic()
         timeout = backend.settings.timeout
         self._timeout = timeout
-        with V3_ERRORS.boundary("open watch"):
+        with keyed(V3_ERRORS, "open watch", self._prefix):
             self._http, self._response = backend.client.open_stream("/v3/watch", {"create_request": create})
         self._start()
         if not self._created.wait(timeout):
@@ -277,11 +300,14 @@ class WatchStream(QueuedStream):
         A member cut off from the others ends the watch itself (the watch
         requires a leader); one that is stopped (SIGSTOP, a hung host) does
         not. So while the stream is quiet, the member is asked for its
-        status every ``2 x timeout`` (10 s by default).
+        status every ``2 x timeout`` (10 s by default). With credentials,
+        each round also checks that the user may still read the range.
         """
         endpoint = self._response.url.rsplit("/v3/", 1)[0]
         every = max(2 * self._timeout, 2.0)
         while not self._closed.wait(every / 2):
+            if self._authenticated and not self._still_granted():
+                return
             if time.monotonic() - self._heard < every:
                 continue
             try:
@@ -293,18 +319,43 @@ class WatchStream(QueuedStream):
                 return
             self._heard = time.monotonic()
 
+    def _still_granted(self) -> bool:
+        """Whether etcd still lets the user read the watched range; if not, end the stream with PermissionDenied.
+
+        etcd 3.4 checks a watch's permission only when it creates it: after
+        the grant is revoked, the watch goes on delivering. A serializable
+        range read of one key, keys only, is checked against the grant like
+        any read and costs the member almost nothing. Other failures are
+        left to the member check and the stream itself.
+        """
+        body = {**self._range, "limit": "1", "keys_only": True, "serializable": True}
+        try:
+            self._client.call("/v3/kv/range", body, timeout=self._timeout)
+        except GatewayError as exc:
+            if not isinstance(V3_ERRORS.translate(exc, "check watch permission"), PermissionDenied):
+                return True
+            if not self._closed.is_set():
+                reason = f"watch {self._prefix!r}: the grant to read it was revoked: {exc}"
+                self._emit(PermissionDenied(self._backend, self._prefix, reason, exc))
+                abort_response(self._response)
+            return False
+        except Exception as exc:  # the member check and the stream report an unreachable server
+            _log.debug("checking the grant of watch %r failed: %s", self._prefix, exc)
+        return True
+
     def _run(self) -> None:
         try:
             for result in V3Client.lines(self._response):
                 self._heard = time.monotonic()
                 if self._closed.is_set():
                     return
-                if result.get("created"):
-                    self._created_ok = True
-                    self._created.set()
+                # A refused watch comes as created and cancelled at once: not confirmed.
                 if result.get("canceled"):
                     self._cancelled(result)
                     return
+                if result.get("created"):
+                    self._created_ok = True
+                    self._created.set()
                 events = result.get("events")
                 if isinstance(events, list) and events:
                     for batch in self._batches(events):
@@ -324,7 +375,10 @@ class WatchStream(QueuedStream):
             self._created_ok = True
             self._emit(Gap("compacted"))
             return
-        reason = result.get("cancel_reason") or "no reason given"
+        reason = str(result.get("cancel_reason") or "no reason given")
+        if PERMISSION_DENIED in reason:
+            self._emit(PermissionDenied(self._backend, self._prefix, f"watch {self._prefix!r}: {reason}"))
+            return
         self._emit(BackendError(self._backend, f"etcd cancelled the watch: {reason}"))
 
     def _batches(self, events: list[Any]) -> list[Batch]:
@@ -483,11 +537,12 @@ class EtcdBackend(Backend):
             BackendUnavailable: no endpoint could be reached.
             BackendTimeout: etcd did not answer in time.
             AuthenticationFailed: etcd refused the credentials.
+            PermissionDenied: the user's roles do not grant reading the prefix.
             BackendError: etcd refused the read.
         """
         self._check_open()
         start = _key_bytes(self.keys.full(prefix))
-        with V3_ERRORS.boundary("list"):
+        with keyed(V3_ERRORS, "list", prefix.rstrip("/")):
             answer = self.client.range(start, prefix_end(start))
         records = []
         for kv in answer.get("kvs", ()):
@@ -509,10 +564,11 @@ class EtcdBackend(Backend):
         Raises:
             BackendUnavailable: no endpoint could be reached.
             BackendTimeout: etcd did not confirm the watch in time.
+            PermissionDenied: the user's roles do not grant reading the prefix.
             BackendError: etcd refused the watch.
         """
         self._check_open()
-        stream = WatchStream(self, _key_bytes(self.keys.full(prefix)), after_revision)
+        stream = WatchStream(self, prefix, after_revision)
         self._streams.add(stream)
         return stream
 
@@ -567,7 +623,7 @@ class EtcdBackend(Backend):
             },
         ]
         reads += [{"request_range": {"key": b64(_key_bytes(self.keys.full(a))), "keys_only": True}} for a in ancestors]
-        with V3_ERRORS.boundary("put"):
+        with keyed(V3_ERRORS, "put", key):
             answer = self.client.txn([], reads, [])
         found: _Found = []
         for response in answer.get("responses") or ():
@@ -604,6 +660,7 @@ class EtcdBackend(Backend):
             NameConflict: a key exists above or below ``key``.
             AlreadyRegistered: with a session, the key exists and is not bound to its lease.
             SessionExpired: the session's lease no longer exists.
+            PermissionDenied: the user's roles do not grant writing the key; nothing was written.
             BackendUnavailable: no endpoint could be reached.
             BackendError: the write failed.
         """
@@ -613,7 +670,7 @@ class EtcdBackend(Backend):
         if session is None:
             put: dict[str, Any] = {"request_put": {"key": full, "value": b64(value)}}
             for _ in range(_PUT_ATTEMPTS):
-                with V3_ERRORS.boundary("put"):
+                with keyed(V3_ERRORS, "put", key):
                     answer = self.client.txn(guards, [put], [])
                 if answer.get("succeeded"):
                     return _revision(answer)
@@ -632,7 +689,7 @@ class EtcdBackend(Backend):
                 state = {"key": full, "target": "MOD", "result": "EQUAL", "mod_revision": str(expected.revision)}
             # Rewriting the value the key already holds would be a spurious update event.
             unchanged = expected is not None and expected.digest == digest
-            with V3_ERRORS.boundary("put"):
+            with keyed(V3_ERRORS, "put", key):
                 answer = self.client.txn([*guards, state], [] if unchanged else [put], [])
             if answer.get("succeeded"):
                 revision = expected.revision if unchanged and expected is not None else _revision(answer)
@@ -674,12 +731,13 @@ class EtcdBackend(Backend):
         Raises:
             BackendUnavailable: no endpoint could be reached.
             BackendTimeout: etcd did not answer in time.
+            PermissionDenied: the user's roles do not grant deleting the key; nothing was deleted.
             BackendError: the delete failed.
         """
         self._check_open()
         raw = _key_bytes(self.keys.full(key))
         full = b64(raw)
-        with V3_ERRORS.boundary("delete"):
+        with keyed(V3_ERRORS, "delete", key):
             if session is None:
                 return int(self.client.delete_range(raw).get("deleted", 0)) > 0
             lease = self._lease_session(session)

@@ -9,7 +9,9 @@ as strings, zero values left out. This client does unary calls with
 failover (endpoints tried in the URL's order, starting from the last one
 that answered; a connection error moves on to the next), optional
 authentication (``/v3/auth/authenticate`` gives a token sent in the
-``Authorization`` header, fetched again when the server no longer knows it),
+``Authorization`` header, fetched again when the server no longer takes it:
+a simple token expires after ``--auth-token-ttl`` seconds unused, 300 by
+default, and a request whose token predates a change of roles is refused),
 and opens streamed calls (watch) on a dedicated HTTP session each, so that
 closing one stream never disturbs another call. Client exceptions are left
 to the backend's boundary to translate; gateway error answers become
@@ -36,6 +38,9 @@ _log = logging.getLogger(__name__)
 
 _UNAVAILABLE = 14
 _UNAUTHENTICATED = 16
+# Refused when the auth store changed (a role granted or revoked) between a
+# request's authentication and its apply; nothing was applied.
+_AUTH_OLD_REVISION = "etcdserver: revision of auth store is old"
 
 
 def b64(data: bytes) -> str:
@@ -57,6 +62,11 @@ def prefix_end(prefix: bytes) -> bytes:
         return b"\0"  # every key
     end[-1] += 1
     return bytes(end)
+
+
+def _stale_token(exc: GatewayError) -> bool:
+    """Whether etcd refused the request's token, not the user: a new token and one more try will do."""
+    return exc.code == _UNAUTHENTICATED or _AUTH_OLD_REVISION in exc.message
 
 
 def gateway_error(document: object, http_status: int) -> GatewayError:
@@ -149,7 +159,7 @@ class V3Client:
                     )
                     return self._decode(answer)
                 except GatewayError as exc:
-                    if exc.code != _UNAUTHENTICATED or retry or not self.settings.user:
+                    if retry or not self.settings.user or not _stale_token(exc):
                         raise
                     self._forget_token(endpoint)
             raise AssertionError("unreachable")
@@ -183,9 +193,10 @@ class V3Client:
 
         def attempt(endpoint: str) -> tuple[requests.Session, requests.Response]:
             http = make_http(self.settings)
-            # A watch sent with a token the server no longer knows gets no
-            # answer at all (not an error), so a stream always starts with a
-            # fresh token.
+            # A watch sent with a token the server no longer knows is refused
+            # (etcd 3.4.23 cancels it at creation, "invalid auth token"; it
+            # has been seen not to answer at all), so a stream always starts
+            # with a fresh token. Once created, it outlives the token.
             self._forget_token(endpoint)
             try:
                 # Require a leader: a member cut off from the cluster ends the

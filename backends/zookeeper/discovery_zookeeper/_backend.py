@@ -56,13 +56,15 @@ from discovery.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    InvalidOption,
     NameConflict,
     RegistryClosed,
     SessionExpired,
     Unsupported,
 )
-from discovery_zookeeper._errors import BACKEND, ERRORS
-from discovery_zookeeper._kazoo_private import drop_connection, shut_socket
+from discovery_zookeeper._acl import ACL_HELP, parse_acl
+from discovery_zookeeper._errors import BACKEND, ERRORS, boundary
+from discovery_zookeeper._kazoo_private import drop_connection, redacting_logger, shut_socket
 from discovery_zookeeper._multi_read import ReadFailed, read_many
 from discovery_zookeeper._paths import REFUSED_CHARACTERS, Namespace, join, parent
 from discovery_zookeeper._persistent_watch import PersistentWatches
@@ -109,6 +111,10 @@ class ZooKeeperSession(Session):
         ttl: the ttl asked for, advisory.
         session_id: the ZooKeeper session id it is bound to.
     """
+
+    # kazoo keeps the ZooKeeper session with its own pings, which the backend
+    # never sees: no keep-alive is counted, rather than a count that means nothing.
+    counts_keepalives: ClassVar[bool] = False
 
     def __init__(self, backend: ZooKeeperBackend, ttl: float, session_id: int) -> None:
         super().__init__(ttl, backend)
@@ -165,7 +171,8 @@ class ZooKeeperBackend(Backend):
         target: hosts, root and options, parsed from the URL by the core.
 
     Raises:
-        InvalidOption: a timeout that is not a positive number.
+        InvalidOption: a timeout that is not a positive number, ``auth_digest`` not ``user:password``,
+            or an ``acl`` that does not parse (see :mod:`discovery_zookeeper._acl`).
         BackendUnavailable: no server could be reached within ``connect_timeout``.
         AuthenticationFailed: the server refused the credentials.
         BackendError: the root could not be created.
@@ -190,11 +197,14 @@ class ZooKeeperBackend(Backend):
         ),
         "connect_timeout": Option(float, 10.0, "seconds to wait for a connection to the ensemble", positive=True),
         "auth_digest": Option(str, "", "digest credentials 'user:password' added to the connection"),
+        "acl": Option(str, "", ACL_HELP),
         "use_ssl": Option(bool, False, "connect with TLS"),
         "ca": Option(str, "", "TLS: CA certificate file"),
         "certfile": Option(str, "", "TLS: client certificate file"),
         "keyfile": Option(str, "", "TLS: client key file"),
-        "verify_certs": Option(bool, True, "TLS: verify the server's certificate"),
+        "verify_certs": Option(
+            bool, True, "TLS: verify the server's certificate and host name (false is insecure and logs a warning)"
+        ),
     }
 
     def __init__(self, target: Target) -> None:
@@ -205,6 +215,10 @@ class ZooKeeperBackend(Backend):
         self._request_timeout = self._session_timeout + self._connect_timeout
         self._namespace = Namespace(target.root)
         self._client_options = self._kazoo_options(values)
+        # Every znode the client creates (root, service paths, instances, definitions) gets the configured ACL.
+        acl = parse_acl(str(values["acl"]), str(values["auth_digest"]))
+        self._client_options["default_acl"] = list(acl) or None
+        self._authenticated = bool(values["auth_digest"])
         self._state = threading.Condition()
         self._sessions: list[ZooKeeperSession] = []
         self._closed = False
@@ -230,7 +244,7 @@ class ZooKeeperBackend(Backend):
             ) from exc
         try:
             if self._namespace.root != "/":
-                with ERRORS.boundary(f"create root {self._namespace.root}"):
+                with boundary(f"create root {self._namespace.root}", "", self._authenticated):
                     self._wait(self._client.ensure_path_async(self._namespace.root))
         except BaseException:
             self._release()
@@ -264,13 +278,14 @@ class ZooKeeperBackend(Backend):
             BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: a znode on the path refuses this client.
+            PermissionDenied: the same, on a connection with ``auth_digest`` credentials.
             BackendError: another read failure.
         """
         base = self._namespace.base(prefix)
         records: list[Record] = []
         revision = self._floor
         self._await_connection()
-        with ERRORS.boundary(f"list {prefix!r}"):
+        with boundary(f"list {prefix!r}", prefix.rstrip("/"), self._authenticated):
             frontier = [base]
             first = True
             while frontier:
@@ -337,7 +352,7 @@ class ZooKeeperBackend(Backend):
             self._client, self._namespace, base, self._request_timeout, self._is_dead, self._is_closed
         )
         try:
-            with ERRORS.boundary(f"watch {prefix!r}"):
+            with boundary(f"watch {prefix!r}", prefix.rstrip("/"), self._authenticated):
                 subscription = self._watches.add(base, stream, timeout=self._request_timeout)
         except BackendError as exc:
             if isinstance(exc.orig, UnimplementedError):
@@ -399,18 +414,19 @@ class ZooKeeperBackend(Backend):
             BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: the ACL refuses this client.
+            PermissionDenied: the same, on a connection with ``auth_digest`` credentials; nothing was changed.
             BackendError: another failure.
         """
         path = self._namespace.path(key)
         self._await_connection()
         if session is None:
-            with ERRORS.boundary(f"put {key}"):
+            with boundary(f"put {key}", key, self._authenticated):
                 return self._put_persistent(key, path, value)
         owned = self._own(session)
         with self._flush_lock, self._deferred_lock:
             # A key put again before its deferred delete ran is ours again: the delete is off.
             self._deferred.pop(key, None)
-        with ERRORS.boundary(f"put {key}"):
+        with boundary(f"put {key}", key, self._authenticated):
             revision = self._put_ephemeral(key, path, value, owned)
         owned._track(key, True)
         return revision
@@ -439,12 +455,13 @@ class ZooKeeperBackend(Backend):
                 ``connect_timeout``, or the connection dropped.
             BackendTimeout: the server did not answer in time.
             AuthenticationFailed: the ACL refuses this client.
+            PermissionDenied: the same, on a connection with ``auth_digest`` credentials; nothing was changed.
             BackendError: another failure.
         """
         path = self._namespace.path(key)
         if session is None:
             self._await_connection()
-            with ERRORS.boundary(f"delete {key}"):
+            with boundary(f"delete {key}", key, self._authenticated):
                 return self._delete_key(path)
         self._check_usable()
         owned = self._own_session(session, ZooKeeperSession)
@@ -453,7 +470,7 @@ class ZooKeeperBackend(Backend):
         if not self._client.connected:
             return self._defer_delete(key, owned)
         try:
-            with ERRORS.boundary(f"delete {key}"):
+            with boundary(f"delete {key}", key, self._authenticated):
                 deleted = self._delete_owned(path, owned.session_id)
         except _CONNECTION_ERRORS as exc:
             _log.info("zookeeper: delete of %s failed (%s); deferred to the reconnection", key, exc)
@@ -557,6 +574,15 @@ class ZooKeeperBackend(Backend):
 
     def _kazoo_options(self, values: Mapping[str, object]) -> dict[str, Any]:
         digest = str(values["auth_digest"])
+        if digest and not all(digest.partition(":")[::2]):
+            raise InvalidOption("auth_digest", digest, "expected digest credentials 'user:password'")
+        verify = bool(values["verify_certs"])
+        if values["use_ssl"] and not verify:
+            _log.warning(
+                "zookeeper: verify_certs=false: the server's certificate and host name are not checked, "
+                "so anyone between this client and %s can pose as the server and read the credentials",
+                self._hosts(),
+            )
         return {
             "hosts": self._hosts(),
             "timeout": self._session_timeout,
@@ -566,7 +592,11 @@ class ZooKeeperBackend(Backend):
             "ca": str(values["ca"]) or None,
             "certfile": str(values["certfile"]) or None,
             "keyfile": str(values["keyfile"]) or None,
-            "verify_certs": bool(values["verify_certs"]),
+            "verify_certs": verify,
+            # kazoo checks no host name unless asked: a certificate for any name the CA signed would do.
+            "check_hostname": verify,
+            # kazoo logs the digest and the session password at DEBUG: its logger gets a filter that masks them.
+            "logger": redacting_logger(),
         }
 
     def _hosts(self) -> str:

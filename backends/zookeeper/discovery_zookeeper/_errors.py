@@ -10,11 +10,16 @@ row; the test suite checks that every exception class ``kazoo.exceptions``
 defines has a row. Errors the backend handles itself (``NoNodeError`` on a
 read, ``NodeExistsError`` on a create...) are caught before they reach the
 boundary; their rows only decide what an unexpected one turns into.
+ZooKeeper answers ``NoAuth`` alike to a connection without credentials and
+to an identity a znode's ACL does not grant: :func:`boundary`, for a
+connection with credentials, makes it a
+:class:`~discovery.errors.PermissionDenied` naming the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from kazoo import exceptions as kz
 from kazoo.handlers.threading import KazooTimeoutError
@@ -24,11 +29,12 @@ from discovery.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    PermissionDenied,
     SessionExpired,
 )
 from discovery.translation import ErrorTranslation
 
-__all__ = ["BACKEND", "ERRORS", "TRANSLATIONS"]
+__all__ = ["BACKEND", "ERRORS", "TRANSLATIONS", "boundary"]
 
 BACKEND = "zookeeper"
 
@@ -50,7 +56,7 @@ TRANSLATIONS: Mapping[type[BaseException], type[BackendError]] = {
     KazooTimeoutError: BackendTimeout,
     kz.OperationTimeoutError: BackendTimeout,
     kz.RequestTimeoutError: BackendTimeout,
-    # Credentials and ACLs.
+    # Credentials and ACLs (NoAuth on a connection with credentials: PermissionDenied, see boundary()).
     kz.AuthFailedError: AuthenticationFailed,
     kz.NoAuthError: AuthenticationFailed,
     kz.SASLException: AuthenticationFailed,
@@ -67,3 +73,27 @@ TRANSLATIONS: Mapping[type[BaseException], type[BackendError]] = {
 
 ERRORS = ErrorTranslation(BACKEND, TRANSLATIONS)
 """The backend's boundary: an exception without a row (a bug, not a server failure) propagates untranslated."""
+
+
+@contextmanager
+def boundary(action: str, key: str, authenticated: bool) -> Iterator[None]:
+    """``ERRORS.boundary(action)`` for an operation on ``key``: an identity the ACL refuses is PermissionDenied.
+
+    Args:
+        action: the operation, for the message (``"put buzz/api/h1"``).
+        key: the key, or the prefix without its trailing ``/``, relative to the root.
+        authenticated: whether the connection carries credentials; without,
+            a refusal stays :class:`~discovery.errors.AuthenticationFailed`.
+
+    Raises:
+        PermissionDenied: with ``key``, on ``NoAuth`` for a connection with credentials.
+        BackendError: any other translated error, as ``ERRORS.boundary`` raises it.
+    """
+    try:
+        with ERRORS.boundary(action):
+            yield
+    except AuthenticationFailed as exc:
+        if not authenticated or not isinstance(exc.orig, kz.NoAuthError):
+            raise
+        reason = f"{action}: the ACL does not grant this identity (NoAuth)"
+        raise PermissionDenied(BACKEND, key, reason, exc.orig) from exc.orig

@@ -12,15 +12,18 @@ so an upgrade that moves one of these names fails loudly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import Callable
 from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.protocol.connection import ConnectionHandler
-from kazoo.protocol.serialization import Watch
+from kazoo.protocol.serialization import Auth, Connect, Watch
 
-__all__ = ["drop_connection", "send_request", "shut_socket", "tap_watch_events"]
+from discovery._secrets import REDACTED
+
+__all__ = ["drop_connection", "redacting_logger", "send_request", "shut_socket", "tap_watch_events"]
 
 WatchEventTap = Callable[[int, str], None]
 """Called with ``(event type, server path)`` for every watch event the connection reads."""
@@ -88,3 +91,50 @@ def drop_connection(client: KazooClient, timeout: float) -> None:
     client._stopped.set()
     shut_socket(client)
     client._connection.stop(timeout)
+
+
+class _SecretsFilter(logging.Filter):
+    """Masks the credentials kazoo puts in its own log records, at DEBUG and below.
+
+    Private: what kazoo 2.11 logs on its client's logger. ``Sending
+    request(xid=..): %s`` (DEBUG) shows the ``Auth`` request with the digest
+    ``user:password`` and the ``Connect`` request with the session password;
+    ``Read response %s`` (level 5) the ``Connect`` answer; ``Using
+    session_id: %r session_passwd: %s`` and ``Session created, ...
+    session_passwd: %s`` (level 5) the session password, hexlified. The
+    session password lets anyone take the session over, so it is a secret
+    like the digest.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            if "session_passwd" in str(record.msg):
+                record.args = tuple(REDACTED if isinstance(arg, bytes | bytearray) else arg for arg in args)
+            else:
+                record.args = tuple(_masked(arg) for arg in args)
+        return True
+
+
+def _masked(arg: object) -> object:
+    if isinstance(arg, Auth):
+        return arg._replace(auth=REDACTED)
+    if isinstance(arg, Connect):
+        return arg._replace(passwd=REDACTED)
+    return arg
+
+
+_FILTER = _SecretsFilter()
+
+
+def redacting_logger() -> logging.Logger:
+    """kazoo's client logger (``kazoo.client``), with a filter that masks the credentials kazoo logs.
+
+    Pass it as ``KazooClient(logger=...)``: kazoo's connection logs through
+    the client's logger, and a logger's filters see only the records logged
+    on it, so the filter sits there and not on a parent.
+    """
+    logger = logging.getLogger("kazoo.client")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
