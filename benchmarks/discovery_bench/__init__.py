@@ -7,8 +7,9 @@ A distribution of its own (``pip install ./benchmarks``) that adds
 etcd and ZooKeeper servers, or measures existing registries given with
 ``--url``, and runs every workload on every backend in interleaved rounds
 after a warm-up: registration throughput against the bare client library,
-watch propagation latency, burst completeness against the naive re-watch
-loop, failure detection against the ttl, keep-alive cost and client memory,
+watch propagation latency, lookups, the dashboard in a headless browser
+(first render, register → node up, page memory), burst completeness against
+the naive re-watch loop, failure detection against the ttl, keep-alive cost and client memory,
 resync cost, and optionally tooz peer membership. It writes ``report.json``,
 ``report.md`` and PNG plots. Where things are:
 

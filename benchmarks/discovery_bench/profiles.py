@@ -5,7 +5,8 @@
 ``make bench`` runs: about six minutes on two cores, with the sizes the
 comparison is about (2,000 registrations, a burst of 10,000, keep-alive up to
 10,000 live instances, a 10,000-instance resync, lookups among 1,000
-instances of one service). ``full`` repeats more and
+instances of one service, the dashboard in a browser at 100 and 10,000
+instances). ``full`` repeats more and
 adds a longer ttl, for numbers worth quoting.
 """
 
@@ -32,6 +33,10 @@ class Profile:
         lookup_writes: (rate per second or None for as fast as possible, writes) of the
             lookup workload's visibility measurement.
         lookup_rounds: measured rounds of the lookup workload.
+        dashboard_sizes: live instance counts the dashboard is measured at, ascending.
+        dashboard_services: the services those instances are spread over, evenly.
+        dashboard_repetitions: register → node up measurements per size and round.
+        dashboard_rounds: measured rounds of the dashboard workload.
         burst_instances: instances registered, then abandoned, in the burst.
         burst_ttl: their ttl, in seconds.
         burst_rounds: measured rounds of the burst.
@@ -60,6 +65,10 @@ class Profile:
     lookup_seconds: float
     lookup_writes: tuple[float | None, int]
     lookup_rounds: int
+    dashboard_sizes: tuple[int, ...]
+    dashboard_services: int
+    dashboard_repetitions: int
+    dashboard_rounds: int
     burst_instances: int
     burst_ttl: float
     burst_rounds: int
@@ -99,6 +108,10 @@ PROFILES: dict[str, Profile] = {
         lookup_seconds=0.1,
         lookup_writes=(1000.0, 40),
         lookup_rounds=1,
+        dashboard_sizes=(20, 200),
+        dashboard_services=10,
+        dashboard_repetitions=2,
+        dashboard_rounds=1,
         burst_instances=100,
         burst_ttl=2.0,
         burst_rounds=1,
@@ -126,6 +139,10 @@ PROFILES: dict[str, Profile] = {
         lookup_seconds=1.0,
         lookup_writes=(1000.0, 1000),
         lookup_rounds=2,
+        dashboard_sizes=(100, 10_000),
+        dashboard_services=100,
+        dashboard_repetitions=10,
+        dashboard_rounds=1,
         burst_instances=10_000,
         burst_ttl=3.0,
         burst_rounds=1,
@@ -153,6 +170,10 @@ PROFILES: dict[str, Profile] = {
         lookup_seconds=3.0,
         lookup_writes=(1000.0, 5000),
         lookup_rounds=3,
+        dashboard_sizes=(100, 10_000),
+        dashboard_services=100,
+        dashboard_repetitions=20,
+        dashboard_rounds=3,
         burst_instances=10_000,
         burst_ttl=3.0,
         burst_rounds=3,

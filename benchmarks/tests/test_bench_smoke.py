@@ -4,8 +4,9 @@ No timing is asserted: the smoke sizes are tiny and the machine may be busy.
 What is checked is that the command runs through, that ``report.json``
 holds a value or an explicit "not applicable" for every metric of every
 workload on every installed backend (never a failure; for the lookup
-workload, which applies everywhere, always a value), and that ``report.md``
-and the plots are written.
+workload, which applies everywhere, always a value; for the dashboard
+workload too, where Chromium and Playwright are installed, with its goal
+judged), and that ``report.md`` and the plots are written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from discovery_bench import bench_command
 from discovery_bench.harness.targets import BACKEND_ORDER, Naming
 from discovery_bench.profiles import get_profile
 from discovery_bench.workloads import Context, workloads_for
+from discovery_bench.workloads.dashboard import missing_requirement
 
 PLOTS = {
     "register_throughput.png",
@@ -53,6 +55,21 @@ def _check_report(report: dict[str, Any], backends: list[str], peers: bool = Fal
     # The lookup workload applies to every backend: a value everywhere, never "not applicable".
     for key, metric in report["workloads"]["lookup"]["metrics"].items():
         assert all("median" in metric["backends"][backend] for backend in backends), (key, metric["backends"])
+    if missing_requirement() is None:
+        dashboard = report["workloads"]["dashboard"]
+        sizes = get_profile("smoke").dashboard_sizes
+        assert [f"{kind}_{size}" for size in sizes for kind in ("render_ms", "up_ms", "heap_mib")] == list(
+            dashboard["metrics"]
+        )
+        for key, metric in dashboard["metrics"].items():
+            for backend in backends:
+                cell = metric["backends"][backend]
+                assert "median" in cell and cell["min"] > 0, (key, backend, cell)
+        repetitions = get_profile("smoke").dashboard_repetitions
+        for size in sizes:
+            assert all(dashboard["metrics"][f"up_ms_{size}"]["backends"][b]["n"] == repetitions for b in backends)
+        goal = next(goal for goal in report["goals"] if goal["goal"] == "dashboard_up")
+        assert goal["measured"] == len(backends) and goal["note"] == f"measured with {sizes[-1]:,} instances"
     assert report["machine"]["cpus"] >= 1
 
 

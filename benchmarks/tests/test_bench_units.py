@@ -1,4 +1,5 @@
-"""The benchmark's small pure parts: statistics, formatting, goals, parity loading, results model, batch timing."""
+"""The benchmark's small pure parts: statistics, formatting, goals, parity loading, results model, batch timing,
+the dashboard workload's selectors, heap reading and spread population."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from typing import Any
 
 import pytest
 
-from discovery_bench.harness.targets import BenchTarget, targets_from_urls
+from discovery_bench.harness.holder import service_of
+from discovery_bench.harness.targets import BenchTarget, Naming, targets_from_urls
 from discovery_bench.metrics import Metric
 from discovery_bench.metrics import catalogue as m
+from discovery_bench.profiles import get_profile
 from discovery_bench.report.format import cell_text, number
 from discovery_bench.report.goals import evaluate_goals
+from discovery_bench.report.headline import headline_rows
 from discovery_bench.report.parity import NO_RESULTS, parity_summary
 from discovery_bench.report.results import Observations, ResultSet
 from discovery_bench.stats import percentile, summarise
+from discovery_bench.workloads import Context
+from discovery_bench.workloads.dashboard import DashboardWorkload, heap_used_mib, node_selector
 from discovery_bench.workloads.lookup import MOST_PER_BATCH, batch_size, time_calls
 
 
@@ -168,3 +174,63 @@ def test_the_lookup_metrics_are_one_family_per_lookup_and_ratios_of_the_same_rou
     obs.add(m.WATCH_EVENT_P99_MS, 5.0)
     obs.derive([m.VISIBLE_VS_EVENT])
     assert obs.values[m.VISIBLE_VS_EVENT.key] == [pytest.approx(1.2)]
+
+
+def test_a_spread_population_fills_its_services_evenly_at_every_size() -> None:
+    assert service_of("a/b", 1, 7) == "a/b"
+    homes = [service_of("a/b", 100, index) for index in range(10_000)]
+    assert len(set(homes[:100])) == 100  # 100 instances: one per service
+    assert {homes.count(home) for home in set(homes)} == {100}
+    assert homes[101] == "a/b/s1"
+
+
+def test_the_dashboard_is_measured_per_size_and_read_through_its_selectors_and_heap_metric() -> None:
+    assert (
+        node_selector("bench-1/d/r0/probe-1", health="up")
+        == '.node[data-service="bench-1/d/r0/probe-1"][data-health="up"]'
+    )
+    assert node_selector("p", total=200) == '.node[data-service="p"][data-total="200"]'
+    assert heap_used_mib([{"name": "Nodes", "value": 10}, {"name": "JSHeapUsedSize", "value": 3 * 2**20}]) == 3.0
+    with pytest.raises(KeyError):
+        heap_used_mib([{"name": "Nodes", "value": 10}])
+    workload = DashboardWorkload(Context(get_profile("smoke"), Naming("t")))
+    assert [metric.key for metric in workload.metrics()] == [
+        "render_ms_20",
+        "up_ms_20",
+        "heap_mib_20",
+        "render_ms_200",
+        "up_ms_200",
+        "heap_mib_200",
+    ]
+    assert {metric.section for metric in workload.metrics()} == {"dashboard"}
+    assert m.DASHBOARD_UP_MS.at(10_000).label == "register() → node up in the browser, 10,000 instances"
+    assert get_profile("default").dashboard_sizes == (100, 10_000)
+
+
+def _dashboard(sizes: list[int], up_ms: dict[str, dict[str, float]]) -> dict[str, Any]:
+    metrics = {
+        f"up_ms_{size}": {
+            "label": f"register() → node up in the browser, {size:,} instances",
+            "unit": "ms",
+            "digits": 3,
+            "backends": {b: _cell(v["median"], v.get("min")) | {"max": v["max"]} for b, v in up_ms.items()},
+        }
+        for size in sizes
+    }
+    return {"dashboard": {"params": {"sizes": sizes}, "metrics": metrics}}
+
+
+def test_the_dashboard_goal_reads_the_median_at_the_largest_size_and_says_which() -> None:
+    workloads = _dashboard(
+        [100, 10_000], {"etcd": {"median": 180.0, "max": 1400.0}, "etcd2": {"median": 1250.0, "max": 1300.0}}
+    )
+    goal = next(g for g in evaluate_goals(workloads, ["memory", "etcd", "etcd2"]) if g["goal"] == "dashboard_up")
+    assert goal["backends"]["etcd"] == {"met": True, "value": 180.0, "display": "180 ms (slowest 1,400)"}
+    assert goal["backends"]["etcd2"]["met"] is False
+    assert goal["backends"]["memory"]["met"] is None
+    assert "note" not in goal
+    smoke = _dashboard([20, 200], {"etcd": {"median": 90.0, "max": 100.0}})
+    goal = next(g for g in evaluate_goals(smoke, ["etcd"]) if g["goal"] == "dashboard_up")
+    assert goal["note"] == "measured with 200 instances"
+    rows = headline_rows({"backends": {"etcd": {}}, "workloads": smoke})
+    assert [label for label, _cells in rows] == ["register() → node up in the browser, 200 instances"]

@@ -298,7 +298,9 @@ def options_table(infos: Iterable[BackendInfo]) -> Table:
     sections += [(info.label, info.backend.options) for info in infos if info.backend is not None]
     for label, options in sections:
         for index, (name, option) in enumerate(options.items()):
-            table.add_row(label if index == 0 else "", name, option.kind.__name__, _default_text(option), option.help)
+            table.add_row(
+                label if index == 0 else "", name, option.kind.__name__, _default_text(option), Text(option.help)
+            )
     return table
 
 

@@ -1,9 +1,11 @@
 """A population holder process: registers instances on command and keeps them alive, for the benchmark to measure.
 
-``python -m discovery_bench.harness.holder URL SERVICE TTL`` connects, prints
-``connected``, then reads commands on standard input, one a line:
+``python -m discovery_bench.harness.holder URL SERVICE TTL [SERVICES]`` connects,
+prints ``connected``, then reads commands on standard input, one a line:
 
-- ``grow N``: register instances ``p0``..``p<N-1>`` not yet registered; prints ``ready N``;
+- ``grow N``: register instances ``p0``..``p<N-1>`` not yet registered; prints ``ready N``.
+  With SERVICES above 1 they are spread round-robin over ``SERVICE/s0``..``SERVICE/s<SERVICES-1>``
+  (:func:`service_of`), so every step of the growth keeps the services even;
 - ``update K TAG``: set ``meta={"v": TAG}`` on the first K instances; prints ``updated K``;
 - ``status``: prints ``status ALIVE SESSIONS`` (registrations alive, sessions held);
 - ``watch``: open a watch on SERVICE; prints ``watching N`` (instances in its snapshot);
@@ -21,10 +23,16 @@ import sys
 import discovery
 
 
+def service_of(service: str, services: int, index: int) -> str:
+    """The service instance ``p<index>`` belongs to: ``service`` itself, or one of ``services`` below it in turn."""
+    return service if services <= 1 else f"{service}/s{index % services}"
+
+
 def main(argv: list[str]) -> int:
     """Serve commands until ``quit`` or end of input."""
-    url, service, ttl_text = argv
+    url, service, ttl_text, *spread = argv
     ttl = float(ttl_text)
+    services = int(spread[0]) if spread else 1
     registry = discovery.connect(url)
     registrations: list[discovery.Registration] = []
     watches: list[discovery.Watch] = []
@@ -34,7 +42,8 @@ def main(argv: list[str]) -> int:
             command, *args = line.split() or [""]
             if command == "grow":
                 for index in range(len(registrations), int(args[0])):
-                    registrations.append(registry.register(service, f"p{index}", address="127.0.0.1", ttl=ttl))
+                    home = service_of(service, services, index)
+                    registrations.append(registry.register(home, f"p{index}", address="127.0.0.1", ttl=ttl))
                 print("ready", len(registrations), flush=True)
             elif command == "update":
                 count = int(args[0])

@@ -189,6 +189,38 @@ WATCH_EVENT_DELIVERED = Metric(
     _DELIVERED,
 )
 
+# The dashboard in a browser, per live-instance count: render, register → node up, page memory.
+DASHBOARD_RENDER_MS = Metric(
+    "render_ms_{}",
+    "page.goto() → first snapshot rendered, {} instances",
+    "ms",
+    "lower",
+    "dashboard",
+    3,
+    measured("ms from page.goto() to body[data-ready] found"),
+    _instances,
+)
+DASHBOARD_UP_MS = Metric(
+    "up_ms_{}",
+    "register() → node up in the browser, {} instances",
+    "ms",
+    "lower",
+    "dashboard",
+    3,
+    each("register: ms from before register() to the node's data-health=up found"),
+    _instances,
+)
+DASHBOARD_HEAP_MIB = Metric(
+    "heap_mib_{}",
+    "page JS heap used, {} instances",
+    "MiB",
+    "lower",
+    "dashboard",
+    3,
+    measured("JSHeapUsedSize after a forced garbage collection, once the snapshot rendered"),
+    _instances,
+)
+
 # Burst completeness.
 _EVENTS = measured("distinct ADDED and REMOVED events delivered ÷ 2N")
 BURST_DELIVERED = Metric("delivered", "events delivered ÷ 2N, discovery watch", "", "higher", "burst", 4, _EVENTS)

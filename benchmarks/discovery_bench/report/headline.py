@@ -25,6 +25,7 @@ _ROWS: list[tuple[Metric, str | int | None]] = [
     (m.PICK_PER_S, None),
     (m.CACHE_SPEEDUP, None),
     (m.VISIBLE_VS_EVENT, None),
+    (m.DASHBOARD_UP_MS, _LAST),
     (m.BURST_DELIVERED, None),
     (m.NAIVE_DELIVERED, None),
     (m.DETECT_S, _FIRST),

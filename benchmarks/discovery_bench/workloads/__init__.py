@@ -3,7 +3,8 @@
 :mod:`~discovery_bench.workloads.base` defines what a workload is; then
 registration throughput (:mod:`~discovery_bench.workloads.register`), watch
 propagation (:mod:`~discovery_bench.workloads.propagation`), lookups from
-the registry, a cache and a provider (:mod:`~discovery_bench.workloads.lookup`), burst
+the registry, a cache and a provider (:mod:`~discovery_bench.workloads.lookup`), the
+dashboard in a browser (:mod:`~discovery_bench.workloads.dashboard`), burst
 completeness (:mod:`~discovery_bench.workloads.burst`), failure detection
 (:mod:`~discovery_bench.workloads.detection`), keep-alive cost
 (:mod:`~discovery_bench.workloads.keepalive`, which also measures client
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from discovery_bench.workloads.base import Context, Workload
 from discovery_bench.workloads.burst import BurstWorkload
+from discovery_bench.workloads.dashboard import DashboardWorkload
 from discovery_bench.workloads.detection import DetectionWorkload
 from discovery_bench.workloads.keepalive import KeepaliveWorkload
 from discovery_bench.workloads.lookup import LookupWorkload
@@ -36,6 +38,7 @@ def workloads_for(ctx: Context, peers: bool) -> list[Workload]:
         RegisterWorkload,
         PropagationWorkload,
         LookupWorkload,
+        DashboardWorkload,
         BurstWorkload,
         DetectionWorkload,
         KeepaliveWorkload,

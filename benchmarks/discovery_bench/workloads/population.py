@@ -7,6 +7,9 @@ outside with psutil (CPU seconds, resident memory); the memory and resync
 measurements then reuse it rather than registering 10,000 instances again.
 An in-process store (memory://) is private to a process, so its resync
 population is a :class:`LocalPopulation` in the benchmark's own process.
+Either can spread its instances over several services below its own
+(``services``; :func:`~discovery_bench.harness.holder.service_of`), as the
+dashboard workload's tree needs.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ _SECONDS_PER_1000 = 30.0
 
 
 class Population(abc.ABC):
-    """Live instances of one service, that can grow and change."""
+    """Live instances of one service (or spread over ``services`` below it), that can grow and change."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, services: int = 1) -> None:
         self.service = service
+        self.services = services
         self.size = 0
 
     @abc.abstractmethod
@@ -47,11 +51,11 @@ class Population(abc.ABC):
 class HolderPopulation(Population):
     """Instances held by one holder process."""
 
-    def __init__(self, children: Children, target: BenchTarget, service: str, ttl: float) -> None:
-        super().__init__(service)
+    def __init__(self, children: Children, target: BenchTarget, service: str, ttl: float, services: int = 1) -> None:
+        super().__init__(service, services)
         self._local = target.local
         url = target.url_with(**target.session_options(ttl))
-        self.child: Child = children.spawn(holder.__name__, url, service, f"{ttl:g}", interactive=True)
+        self.child: Child = children.spawn(holder.__name__, url, service, f"{ttl:g}", str(services), interactive=True)
         self.child.expect("connected", 60)
         self._process = psutil.Process(self.child.pid)
 
@@ -104,16 +108,17 @@ class HolderPopulation(Population):
 class LocalPopulation(Population):
     """Instances held by a registry in this process (for memory://)."""
 
-    def __init__(self, target: BenchTarget, service: str, ttl: float) -> None:
-        super().__init__(service)
+    def __init__(self, target: BenchTarget, service: str, ttl: float, services: int = 1) -> None:
+        super().__init__(service, services)
         self._registry: Registry = target.connect()
         self._ttl = ttl
         self._registrations: list[Registration] = []
 
     def grow(self, size: int) -> None:
         for index in range(len(self._registrations), size):
+            service = holder.service_of(self.service, self.services, index)
             self._registrations.append(
-                self._registry.register(self.service, f"p{index}", address="127.0.0.1", ttl=self._ttl)
+                self._registry.register(service, f"p{index}", address="127.0.0.1", ttl=self._ttl)
             )
         self.size = max(self.size, size)
 
