@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
@@ -36,6 +37,7 @@ from discovery._codec import instance_key
 from discovery._config import CORE_OPTIONS, resolve
 from discovery._secrets import is_secret
 from discovery._validation import VALUE_OVERHEAD
+from discovery.dashboard import create_app, running
 from discovery.errors import (
     ConfigurationError,
     InvalidInput,
@@ -579,9 +581,9 @@ def _visible(instances: tuple[Instance, ...]) -> set[tuple[str, str, Any, Any, s
 
 
 def _converges(registry: discovery.Registry, write_raw: Callable[[], None]) -> None:
-    """A watch and a cache open while ``write_raw`` writes foreign keys: both keep working and agree with a listing."""
+    """A watch, a cache and the dashboard open while ``write_raw`` writes foreign keys: all keep working and agree."""
     registry.register("svc/a", "one", address="10.0.0.1", port=1, ttl=10)
-    with registry.watch("") as watch, registry.cache("") as cache:
+    with registry.watch("") as watch, registry.cache("") as cache, running(create_app(registry, "")) as dashboard:
         assert cache.wait_ready(30)
         state = watch.snapshot
         write_raw()
@@ -596,6 +598,14 @@ def _converges(registry: discovery.Registry, write_raw: Callable[[], None]) -> N
             assert time.monotonic() < deadline, "the watch or the cache did not converge"
         assert watch.broken is None and cache.broken is None and watch.connected
         assert {("svc/a", "one"), ("svc/b", "two")} <= {(s, i) for s, i, *_ in fresh}
+        expected = {(s, i) for s, i, *_ in fresh}
+        while True:  # the dashboard keeps a cache of its own: it converges too
+            page = httpx.get(f"{dashboard}api/snapshot", timeout=10)
+            assert page.status_code == 200
+            if {(i["service"], i["id"]) for i in page.json()["instances"]} == expected:
+                break
+            assert time.monotonic() < deadline, "the dashboard did not converge"
+            time.sleep(0.05)
 
 
 _RAW_KEYS = st.lists(
