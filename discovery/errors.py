@@ -32,6 +32,7 @@ fields, not only text::
 
 from __future__ import annotations
 
+import re
 import reprlib
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -89,6 +90,9 @@ class UnknownBackend(ConfigurationError):
         super().__init__(message)
 
 
+_OPTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
 class InvalidOption(ConfigurationError):
     """An option is unknown or its value cannot be used.
 
@@ -114,7 +118,13 @@ class InvalidOption(ConfigurationError):
         self.value = REDACTED if hidden or is_secret(option) else value
         self.reason = reason
         shown_value = REDACTED if self.value is REDACTED else mask_passwords_in_text(shown(value))
-        super().__init__(f"option {option!r}={shown_value}: {reason}")
+        if "@" in shown_value:
+            # Most likely a piece of a URL whose password held an unencoded "?" or "#".
+            shown_value = REDACTED
+        # A "name" that is no identifier is a piece of a mangled URL (a password with an
+        # unencoded "?" puts its tail in the query string): shown, it could be a secret's.
+        shown_name = repr(option) if _OPTION_NAME.fullmatch(option) else REDACTED
+        super().__init__(f"option {shown_name}={shown_value}: {reason}")
 
 
 class CapabilityMissing(ConfigurationError):
