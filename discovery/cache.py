@@ -35,7 +35,7 @@ from discovery._background import call_listener, start_thread
 from discovery._status import build_status
 from discovery._validation import check_prefix
 from discovery.errors import InvalidValue, RegistryClosed, WatchBroken
-from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, Snapshot, StatusNode
+from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, Snapshot, StatusNode, WatchStatus
 
 if TYPE_CHECKING:
     from discovery._watch import Watch
@@ -121,8 +121,7 @@ class ServiceCache:
             self._members.setdefault(instance.service, {})[instance.id] = instance
         self._publish(set(self._members))
         self._revision = first.revision
-        self._connected = True
-        self._resyncing = False
+        self._status = WatchStatus()
         self._broken: WatchBroken | None = None
         self._closed = False
         self._thread = start_thread(f"discovery-cache-{self.prefix or '/'}", self._run, self._died)
@@ -146,7 +145,7 @@ class ServiceCache:
         """
         with self._cond:
             current = self._cond.wait_for(
-                lambda: self._closed or self._broken is not None or not self._resyncing, timeout
+                lambda: self._closed or self._broken is not None or not self._status.resyncing, timeout
             )
             self._check_usable()
             return current
@@ -236,12 +235,12 @@ class ServiceCache:
     @property
     def connected(self) -> bool:
         """Whether the watch has a stream the server confirmed."""
-        return self._connected and self._broken is None and not self._closed
+        return self._status.connected and self._broken is None and not self._closed
 
     @property
     def resyncing(self) -> bool:
         """Whether a resync is under way (its events are still to be applied)."""
-        return self._resyncing
+        return self._status.resyncing
 
     @property
     def broken(self) -> WatchBroken | None:
@@ -252,7 +251,7 @@ class ServiceCache:
     def state(self) -> CacheState:
         """Connected, resyncing, broken and revision, read together."""
         with self._cond:
-            return CacheState(self.connected, self._resyncing, self._broken, self._revision)
+            return CacheState(self.connected, self._status.resyncing, self._broken, self._revision)
 
     def subscribe(self, on_event: EventListener, on_state: StateListener | None = None) -> Subscription:
         """Call ``on_event(event)`` for every event after the cache applied it, and ``on_state(notice)`` on changes.
@@ -384,15 +383,11 @@ class ServiceCache:
                     call_listener(f"cache {self.prefix!r}", on_event, item)
 
     def _note(self, notice: Notice) -> None:
-        """Track the watch's state from a notice. Caller holds the lock."""
-        if notice.kind is NoticeKind.DISCONNECTED:
-            self._connected = False
-        elif notice.kind is NoticeKind.CONNECTED:
-            self._connected = True
-        elif notice.kind is NoticeKind.RESYNC_STARTED:
-            self._resyncing = True
-        elif notice.kind is NoticeKind.RESYNCED:
-            self._resyncing = False
+        """Track the watch's state from a notice (a break is told by the watch raising). Caller holds the lock."""
+        if notice.kind is NoticeKind.BROKEN:
+            return
+        self._status = self._status.after(notice)
+        if notice.kind is NoticeKind.RESYNCED:
             self._revision = max(self._revision, notice.revision)
 
     def _publish(self, services: set[str]) -> None:
@@ -410,8 +405,7 @@ class ServiceCache:
         _log.error("cache of %r: the watch broke: %s", self.prefix, error)
         with self._cond:
             self._broken = error
-            self._connected = False
-            self._resyncing = False
+            self._status = WatchStatus(False, False, str(error))
             self._cond.notify_all()
             state_listeners = list(self._state_listeners)
         notice = Notice(NoticeKind.BROKEN, str(error), self._revision)

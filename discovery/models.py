@@ -8,6 +8,7 @@ last event's revision.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,17 @@ class Instance:
     def path(self) -> str:
         """``service/id``: the instance's key below the registry's root."""
         return f"{self.service}/{self.id}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The instance as a JSON-ready dict: ``service``, ``id``, ``address``, ``port``, ``meta``, ``revision``."""
+        return {
+            "service": self.service,
+            "id": self.id,
+            "address": self.address,
+            "port": self.port,
+            "meta": dict(self.meta),
+            "revision": self.revision,
+        }
 
     def __hash__(self) -> int:
         return hash((self.service, self.id, self.revision))
@@ -108,6 +120,45 @@ class Notice:
     kind: NoticeKind
     reason: str = ""
     revision: int = 0
+
+
+@dataclass(frozen=True)
+class WatchStatus:
+    """Where a watch stands as its notices tell it: what every reader of notices keeps (a cache, the dashboard).
+
+    Attributes:
+        connected: the watch has a stream the server confirmed.
+        resyncing: a resync started and its events are not all delivered.
+        broken: why the watch gave up, or None while it goes on.
+    """
+
+    connected: bool = True
+    resyncing: bool = False
+    broken: str | None = None
+
+    def after(self, notice: Notice) -> WatchStatus:
+        """The status once ``notice`` happened (``DEFINITIONS`` changes nothing)."""
+        kind = notice.kind
+        if kind is NoticeKind.DISCONNECTED:
+            return dataclasses.replace(self, connected=False)
+        if kind is NoticeKind.CONNECTED:
+            return dataclasses.replace(self, connected=True)
+        if kind is NoticeKind.RESYNC_STARTED:
+            return dataclasses.replace(self, resyncing=True)
+        if kind is NoticeKind.RESYNCED:
+            return dataclasses.replace(self, resyncing=False)
+        if kind is NoticeKind.BROKEN:
+            return WatchStatus(False, False, notice.reason or "the watch gave up")
+        return self
+
+    @property
+    def name(self) -> str:
+        """``broken``, ``disconnected``, ``resyncing`` or ``connected``, the first that applies."""
+        if self.broken is not None:
+            return "broken"
+        if not self.connected:
+            return "disconnected"
+        return "resyncing" if self.resyncing else "connected"
 
 
 @dataclass(frozen=True)

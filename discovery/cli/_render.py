@@ -45,15 +45,8 @@ NO = "✗"
 
 
 def instance_json(instance: Instance) -> dict[str, Any]:
-    """An instance as a JSON-ready dict: service, id, address, port, meta, revision."""
-    return {
-        "service": instance.service,
-        "id": instance.id,
-        "address": instance.address,
-        "port": instance.port,
-        "meta": dict(instance.meta),
-        "revision": instance.revision,
-    }
+    """An instance as a JSON-ready dict (see :meth:`~discovery.Instance.as_dict`)."""
+    return instance.as_dict()
 
 
 def instance_target(instance: Instance) -> str:

@@ -15,6 +15,7 @@ it continue from it, nothing missed or applied twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from discovery._background import call_listener, start_thread
-from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, StatusNode
+from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, StatusNode, WatchStatus
 
 if TYPE_CHECKING:
     from discovery.cache import ServiceCache, Subscription
@@ -34,15 +35,8 @@ EVENTS_PER_MESSAGE = 500
 
 
 def instance_data(instance: Instance) -> dict[str, Any]:
-    """An instance as the dashboard sends it: service, id, address, port, meta, revision."""
-    return {
-        "service": instance.service,
-        "id": instance.id,
-        "address": instance.address,
-        "port": instance.port,
-        "meta": dict(instance.meta),
-        "revision": instance.revision,
-    }
+    """An instance as the dashboard sends it (see :meth:`~discovery.Instance.as_dict`)."""
+    return instance.as_dict()
 
 
 def tree_data(node: StatusNode) -> dict[str, Any]:
@@ -123,9 +117,7 @@ class Feed:
         self._log: deque[dict[str, Any]] = deque(maxlen=log_size)
         self._instances: dict[tuple[str, str], dict[str, Any]] = {}
         self._revision = 0
-        self._connected = True
-        self._resyncing = False
-        self._broken: str | None = None
+        self._status = WatchStatus()
         self._reason = ""
         self._tree: dict[str, Any] = {}
         self._tree_text = ""
@@ -150,9 +142,9 @@ class Feed:
                     self._instances[(instance.service, instance.id)] = instance_data(instance)
             self._revision = subscription.snapshot.revision
             # Notices queued since the subscription began are applied on top: the state ends right either way.
-            self._connected = state.connected
-            self._resyncing = state.resyncing
-            self._broken = None if state.broken is None else str(state.broken)
+            self._status = WatchStatus(
+                state.connected, state.resyncing, None if state.broken is None else str(state.broken)
+            )
             self._tree = tree
             self._tree_text = json.dumps(tree)
         self._thread = start_thread(f"discovery-dashboard-{self.prefix or '/'}", self._run, self._died)
@@ -262,7 +254,9 @@ class Feed:
     def _died(self, exc: BaseException) -> None:
         """The feed's thread died of a bug: say so to the browsers, as a broken watch, rather than freeze silently."""
         with self._cond:
-            self._broken = f"the dashboard stopped following the registry: {exc!r}"
+            self._status = dataclasses.replace(
+                self._status, broken=f"the dashboard stopped following the registry: {exc!r}"
+            )
             state = {"notice": NoticeKind.BROKEN.value, **self._state_fields(), "time": time.time()}
             self._append([("state", state)], None)
             listeners = list(self._listeners)
@@ -320,32 +314,16 @@ class Feed:
 
     def _note(self, notice: Notice, now: float) -> dict[str, Any]:
         """Apply a notice to the feed's state and log; the body of its ``state`` message. Caller holds the lock."""
-        if notice.kind is NoticeKind.DISCONNECTED:
-            self._connected = False
-        elif notice.kind is NoticeKind.CONNECTED:
-            self._connected = True
-        elif notice.kind is NoticeKind.RESYNC_STARTED:
-            self._resyncing = True
-        elif notice.kind is NoticeKind.RESYNCED:
-            self._resyncing = False
-        elif notice.kind is NoticeKind.BROKEN:
-            self._broken = notice.reason or "the watch gave up"
+        self._status = self._status.after(notice)
         self._reason = notice.reason
         self._revision = max(self._revision, notice.revision)
         entry = {"kind": notice.kind.value, "reason": notice.reason, "revision": notice.revision, "time": now}
         self._log.appendleft(entry)
         return {"notice": notice.kind.value, **self._state_fields(), "time": now}
 
-    def _state_name(self) -> str:
-        if self._broken is not None:
-            return "broken"
-        if not self._connected:
-            return "disconnected"
-        return "resyncing" if self._resyncing else "connected"
-
     def _state_fields(self) -> dict[str, Any]:
-        reason = self._broken if self._broken is not None else self._reason
-        return {"state": self._state_name(), "reason": reason, "revision": self._revision}
+        reason = self._status.broken if self._status.broken is not None else self._reason
+        return {"state": self._status.name, "reason": reason, "revision": self._revision}
 
     def _append(self, messages: Iterable[tuple[str, dict[str, Any]]], tree: dict[str, Any] | None) -> bool:
         """Number, encode and ring the messages, and a ``tree`` message if the tree changed. Caller holds the lock."""
