@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 import pytest
@@ -399,9 +398,12 @@ def _config_file(content: bytes) -> Iterator[Path]:
         path = Path(directory) / "discovery.toml"
         path.write_bytes(content)
         path.chmod(0o600)
-        with mock.patch.dict(os.environ, {}, clear=False) as environment:
-            environment.pop("DISCOVERY_URL", None)
+        saved = os.environ.pop("DISCOVERY_URL", None)
+        try:
             yield path
+        finally:
+            if saved is not None:
+                os.environ["DISCOVERY_URL"] = saved
 
 
 @settings(max_examples=200, deadline=None)

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from kazoo.client import KazooClient
 from kazoo.protocol.serialization import Auth, Connect
 from kazoo.security import make_digest_acl
@@ -319,22 +318,7 @@ def test_zookeeper_checks_certificates_and_host_names_unless_told_and_then_warns
 def secured_etcd() -> Iterator[EtcdCluster]:
     """An etcd of its own with user ``root`` (password :data:`SECRET`) and authentication on in both APIs."""
     with EtcdCluster(members=1) as cluster:
-        url = cluster.client_urls[0]
-        for path, body in [
-            ("/v3/auth/user/add", {"name": "root", "password": SECRET}),
-            ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
-            ("/v3/auth/enable", {}),
-        ]:
-            requests.post(url + path, json=body, timeout=10).raise_for_status()
-        requests.put(url + "/v2/auth/users/root", json={"user": "root", "password": SECRET}, timeout=10)
-        requests.put(url + "/v2/auth/guest", timeout=10)
-        requests.put(url + "/v2/auth/enable", timeout=10).raise_for_status()
-        requests.put(
-            url + "/v2/auth/roles/guest",
-            json={"role": "guest", "revoke": {"kv": {"read": ["/*"], "write": ["/*"]}}},
-            auth=("root", SECRET),
-            timeout=10,
-        ).raise_for_status()
+        cluster.enable_auth(SECRET)
         yield cluster
 
 

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from discovery.errors import AuthenticationFailed
 from discovery.servers import EtcdCluster
@@ -17,25 +16,7 @@ from discovery_etcd import Etcd2Backend, EtcdBackend
 def secured() -> Iterator[EtcdCluster]:
     """An etcd of its own with user ``root`` (password ``pw``) and authentication enabled in both APIs."""
     with EtcdCluster(members=1) as cluster:
-        url = cluster.client_urls[0]
-        for path, body in [
-            ("/v3/auth/user/add", {"name": "root", "password": "pw"}),
-            ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
-            ("/v3/auth/enable", {}),
-        ]:
-            requests.post(url + path, json=body, timeout=10).raise_for_status()
-        requests.put(
-            url + "/v2/auth/users/root", json={"user": "root", "password": "pw"}, timeout=10
-        ).raise_for_status()
-        requests.put(url + "/v2/auth/guest", timeout=10)
-        requests.put(url + "/v2/auth/enable", timeout=10).raise_for_status()
-        # Without rights, v2's guest must not write: revoke its default read-write role.
-        requests.put(
-            url + "/v2/auth/roles/guest",
-            json={"role": "guest", "revoke": {"kv": {"read": ["/*"], "write": ["/*"]}}},
-            auth=("root", "pw"),
-            timeout=10,
-        ).raise_for_status()
+        cluster.enable_auth("pw")
         yield cluster
 
 

@@ -119,19 +119,7 @@ class Admin:
 def cluster() -> Iterator[EtcdCluster]:
     """An etcd of its own, tokens living 2 s, user ``root`` (password ``pw``), authentication on in both APIs."""
     with EtcdCluster(members=1, auth_token_ttl=TOKEN_TTL) as cluster:
-        url = cluster.client_urls[0]
-        for path, body in [
-            ("/v3/auth/user/add", {"name": "root", "password": "pw"}),
-            ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
-            ("/v3/auth/enable", {}),
-        ]:
-            requests.post(url + path, json=body, timeout=10).raise_for_status()
-        requests.put(
-            url + "/v2/auth/users/root", json={"user": "root", "password": "pw"}, timeout=10
-        ).raise_for_status()
-        requests.put(url + "/v2/auth/enable", timeout=10).raise_for_status()
-        revoke = {"role": "guest", "revoke": {"kv": {"read": ["/*"], "write": ["/*"]}}}
-        requests.put(url + "/v2/auth/roles/guest", json=revoke, auth=("root", "pw"), timeout=10).raise_for_status()
+        cluster.enable_auth("pw")
         yield cluster
 
 
