@@ -11,7 +11,7 @@ BACKENDS := $(sort $(dir $(wildcard backends/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 PACKAGES := discovery $(patsubst %/,%,$(dir $(wildcard backends/*/discovery_*/__init__.py))) benchmarks/discovery_bench
 
-.PHONY: test bench lint setup system-packages clean
+.PHONY: test test-docker bench lint setup system-packages clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,30 @@ lint: setup
 
 test: setup system-packages lint
 	$(PY) -m pytest
+
+# The docker leg: scripts/docker-up.sh makes a Docker engine ready (packages,
+# dockerd, the base image), then the suite runs with DISCOVERY_SERVERS=docker
+# against containers built from compose/: the conformance suite's core
+# scenarios on every backend, one member and three (leader killed under load),
+# the docker provider's own tests and faults (kill, restart, pause: tests/docker)
+# and the server tests; scripts/docker-down.sh stops the engine even when pytest
+# fails, and the leg exits with pytest's status. The whole suite runs natively in `make test`.
+DOCKER_SUITES := $(addprefix backends/etcd/tests/test_etcd_suite.py::,TestEtcd TestEtcd2 TestEtcdCluster TestEtcd2Cluster) \
+	$(addprefix backends/zookeeper/tests/test_zk_suite.py::,TestZooKeeper TestZooKeeperEnsemble)
+DOCKER_TESTS := tests/docker tests/servers/test_etcd_server.py tests/servers/test_zookeeper_server.py \
+	backends/zookeeper/tests/test_zk_persistent_watch.py::test_subscriptions_share_the_server_watch_until_the_last_is_removed \
+	$(DOCKER_SUITES)
+DOCKER_SCENARIOS := register_list_and_close or update_emits_one_updated or flapping or naive_rewatch \
+	or lost_session_is_reregistered or resync_emits_the_minimal_difference or cache_answers_from_memory \
+	or round_robin or leader_killed or lost_history or connection_loss or cut_off
+
+test-docker: setup system-packages
+	@$(PY) -c 'import pytest_docker' 2>/dev/null || $(PY) -m pip install -q -e '.[docker]'
+	@status=0; \
+	scripts/docker-up.sh && DISCOVERY_SERVERS=docker $(PY) -m pytest --parity-dir build/parity-docker \
+		$(DOCKER_TESTS) -k 'not _suite.py or $(DOCKER_SCENARIOS)' || status=$$?; \
+	scripts/docker-down.sh || { [ $$status -ne 0 ] || status=1; }; \
+	exit $$status
 
 bench: setup system-packages
 	$(VENV)/bin/discovery bench --profile $(or $(PROFILE),default) --out bench-report

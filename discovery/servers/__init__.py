@@ -18,7 +18,11 @@ one raises :class:`MissingServerBinary` naming the packages to install:
   ``/usr/share/java/zookeeper.jar``, plus ``slf4j-simple.jar`` for logs).
 - ``DISCOVERY_SERVERS``: ``native`` (default) or ``docker``, where :func:`make_etcd_cluster`
   and :func:`make_zookeeper_cluster` (and so the pytest fixtures) take the servers from
-  ``compose/`` through pytest-docker; ``DISCOVERY_COMPOSE_DIR`` points at the compose files.
+  ``compose/`` through pytest-docker: :class:`DockerEtcdCluster` and
+  :class:`DockerZooKeeperCluster` are the same clusters with containers for processes, and
+  their :class:`DockerMember` members are killed, paused, stopped and restarted through
+  the engine. ``DISCOVERY_COMPOSE_DIR`` points at the compose files;
+  :func:`compose_commands` says how compose runs here (v2 ``docker compose``, else v1).
 
 Errors::
 
@@ -32,8 +36,11 @@ from __future__ import annotations
 
 from discovery.servers._binaries import find_etcd, find_java, find_zookeeper_classpath
 from discovery.servers._docker import (
+    ComposeCommands,
     DockerEtcdCluster,
+    DockerMember,
     DockerZooKeeperCluster,
+    compose_commands,
     docker_available,
     provider,
     require_docker,
@@ -46,7 +53,9 @@ from discovery.servers._tls import EtcdTls, TlsFiles, make_test_certificates
 from discovery.servers._zookeeper import ZooKeeperCluster, four_letter_word
 
 __all__ = [
+    "ComposeCommands",
     "DockerEtcdCluster",
+    "DockerMember",
     "DockerZooKeeperCluster",
     "EtcdCluster",
     "EtcdTls",
@@ -56,6 +65,7 @@ __all__ = [
     "ServerStartError",
     "TlsFiles",
     "ZooKeeperCluster",
+    "compose_commands",
     "docker_available",
     "find_etcd",
     "find_java",

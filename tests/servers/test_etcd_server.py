@@ -1,7 +1,10 @@
 """Tests of the local etcd servers: one member and a 3-member cluster, their APIs, compaction and failures.
 
 Read-only checks use the session fixtures; tests that compact, kill or pause
-start their own cluster so the shared ones stay untouched.
+start their own cluster so the shared ones stay untouched. Both providers run
+them (``DISCOVERY_SERVERS=docker``: members are containers, killed, paused and
+restarted through the engine); the tests of the native constructor's options
+start native servers whatever the provider.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from discovery.servers import EtcdCluster, Member, ServerError
+from discovery.servers import DockerMember, EtcdCluster, Member, ServerError, make_etcd_cluster
 from discovery.testing.waiting import wait_until
 
 # Requests here go to 127.0.0.1 only; proxies from the environment must not interfere.
@@ -53,31 +56,25 @@ def healthy(member: Member) -> bool:
         return False
 
 
-def native(cluster: object) -> EtcdCluster:
-    if not isinstance(cluster, EtcdCluster):
-        pytest.skip("needs the native servers (DISCOVERY_SERVERS=docker gives no members)")
-    return cluster
+@pytest.fixture
+def etcd1(etcd_cluster: EtcdCluster) -> EtcdCluster:
+    return etcd_cluster
 
 
 @pytest.fixture
-def etcd1(etcd_cluster: object) -> EtcdCluster:
-    return native(etcd_cluster)
-
-
-@pytest.fixture
-def etcd3(etcd_cluster3: object) -> EtcdCluster:
-    return native(etcd_cluster3)
+def etcd3(etcd_cluster3: EtcdCluster) -> EtcdCluster:
+    return etcd_cluster3
 
 
 @pytest.fixture
 def private_etcd() -> Iterator[EtcdCluster]:
-    with EtcdCluster() as cluster:
+    with make_etcd_cluster() as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
 def private_etcd3() -> Iterator[EtcdCluster]:
-    with EtcdCluster(3) as cluster:
+    with make_etcd_cluster(3) as cluster:
         yield cluster
 
 
@@ -91,7 +88,10 @@ def test_single_member_is_healthy_and_addressed(etcd1: EtcdCluster) -> None:
     assert etcd1.hosts == member.address
     assert etcd1.version().startswith("3.")
     assert etcd1.leader() is member
-    assert member.log_path.is_file() and member.log_path.parent == member.data_dir
+    if isinstance(member, DockerMember):
+        assert "serving client traffic" in member.log_tail(200)
+    else:
+        assert member.log_path.is_file() and member.log_path.parent == member.data_dir
 
 
 def test_v2_api_is_enabled(etcd1: EtcdCluster) -> None:

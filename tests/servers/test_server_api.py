@@ -1,7 +1,7 @@
 """Tests of the servers package's surface: exports, binary lookup, provider choice, Docker, waiting, compose files.
 
-Only the docker provider test uses a server (the session etcd, behind a fake
-docker CLI); the rest run in milliseconds.
+They run in milliseconds and need no server; the docker provider itself runs
+for real in the docker leg (``make test-docker``, ``tests/docker/``).
 """
 
 from __future__ import annotations
@@ -138,31 +138,6 @@ def test_docker_without_compose_plugin_is_a_clear_error(tmp_path: Path, monkeypa
         make_zookeeper_cluster().start()
 
 
-def test_docker_provider_drives_compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, etcd_cluster: object) -> None:
-    # A fake docker CLI whose "containers" are the native session etcd: the
-    # provider's compose calls, port lookup, health wait and teardown run for real.
-    assert isinstance(etcd_cluster, EtcdCluster)
-    calls = tmp_path / "calls"
-    port = etcd_cluster.members[0].client_port
-    fake_docker(
-        tmp_path,
-        monkeypatch,
-        f'echo "$*" >> "{calls}"\ncase "$*" in *" port etcd 2379") echo "0.0.0.0:{port}";; esac\nexit 0',
-    )
-    monkeypatch.setenv("DISCOVERY_SERVERS", "docker")
-    cluster = make_etcd_cluster()
-    assert isinstance(cluster, DockerEtcdCluster)
-    with cluster:
-        assert cluster.url() == f"etcd://127.0.0.1:{port}/services"
-        assert cluster.client_urls == [f"http://127.0.0.1:{port}"]
-        assert cluster.version() == etcd_cluster.version()
-    commands = calls.read_text().splitlines()
-    assert commands[:2] == ["info", "compose version"]
-    compose = f"compose -f {COMPOSE / 'etcd.yml'} -p {cluster.project}"
-    assert commands[2:] == [f"{compose} up --wait", f"{compose} port etcd 2379", f"{compose} down -v"]
-    assert etcd_cluster.members[0].running
-
-
 def test_docker_clusters_name_the_compose_services() -> None:
     assert DockerEtcdCluster(3).services == ["etcd0", "etcd1", "etcd2"]
     assert DockerEtcdCluster(1).file == COMPOSE / "etcd.yml"
@@ -174,26 +149,46 @@ def test_docker_clusters_name_the_compose_services() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "services", "port", "image"),
+    ("name", "services"),
     [
-        ("etcd.yml", ["etcd"], 2379, "quay.io/coreos/etcd:v3.5"),
-        ("etcd-cluster.yml", ["etcd0", "etcd1", "etcd2"], 2379, "quay.io/coreos/etcd:v3.5"),
-        ("zookeeper.yml", ["zookeeper"], 2181, "zookeeper:3.8"),
-        ("zookeeper-cluster.yml", ["zookeeper0", "zookeeper1", "zookeeper2"], 2181, "zookeeper:3.8"),
+        ("etcd.yml", ["etcd"]),
+        ("etcd-cluster.yml", ["etcd0", "etcd1", "etcd2"]),
+        ("zookeeper.yml", ["zookeeper"]),
+        ("zookeeper-cluster.yml", ["zookeeper0", "zookeeper1", "zookeeper2"]),
     ],
 )
-def test_compose_files(name: str, services: list[str], port: int, image: str) -> None:
+def test_compose_files(name: str, services: list[str]) -> None:
+    # Loopback only: host networking, every address 127.0.0.1, ports from the provider's variables.
     document = yaml.safe_load((COMPOSE / name).read_text())
     assert sorted(document["services"]) == services
-    for service in document["services"].values():
-        assert service["image"].startswith(image)
-        assert service["ports"] == [f"127.0.0.1::{port}"]
-        assert "healthcheck" in service
-        if name.startswith("etcd"):
+    kind = name.split("-")[0].removesuffix(".yml")
+    for service_name, service in document["services"].items():
+        assert service["network_mode"] == "host" and "ports" not in service
+        assert service["build"]["context"] == kind and service["build"]["network"] == "host"
+        assert service["image"] == f"discovery-{kind}:local"
+        text = yaml.safe_dump(service)
+        assert f"${{DISCOVERY_{service_name.upper()}_CLIENT_PORT:-" in text
+        assert "0.0.0.0" not in text and "localhost" not in text
+        if kind == "etcd":
             flags = [*service.get("entrypoint", []), *service["command"]]
-            assert "--enable-v2=true" in flags
+            assert "--enable-v2=true" in flags and "--heartbeat-interval=100" in flags
+            urls = [flag.split("=", 1)[1] for flag in flags if "-urls=" in flag]
+            assert len(urls) == 4 and all(url.startswith("http://127.0.0.1:") for url in urls)
         else:
-            assert service["environment"]["ZOO_4LW_COMMANDS_WHITELIST"] == "*"
+            environment = service["environment"]
+            assert environment["ZOO_4LW_COMMANDS_WHITELIST"] == "*" and environment["ZOO_TICK_TIME"] == "100"
+            servers = environment["ZOO_SERVERS"].split()
+            assert len(servers) == len(services)
+            assert all(server.split("=", 1)[1].startswith("127.0.0.1:") for server in servers)
+            assert all(";127.0.0.1:" in server for server in servers)
+
+
+@pytest.mark.parametrize("kind", ["etcd", "zookeeper"])
+def test_images_build_from_debian(kind: str) -> None:
+    lines = (COMPOSE / kind / "Dockerfile").read_text().splitlines()
+    bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert bases == ["debian:bookworm-slim", f"${{DISCOVERY_{kind.upper()}_IMAGE}}"]
+    assert f"ARG DISCOVERY_{kind.upper()}_IMAGE=debian-{kind}" in lines
 
 
 def test_wait_until_returns_the_first_truthy_value() -> None:

@@ -1,7 +1,9 @@
 """Tests of the local ZooKeeper servers: standalone and a 3-member ensemble, with kazoo clients.
 
 Read-only checks use the session fixtures; the failover test starts its own
-ensemble so the shared one stays untouched.
+ensemble so the shared one stays untouched. Both providers run them
+(``DISCOVERY_SERVERS=docker``: members are containers, killed, stopped and
+restarted through the engine).
 """
 
 from __future__ import annotations
@@ -15,27 +17,21 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 
-from discovery.servers import ServerError, ZooKeeperCluster, four_letter_word
+from discovery.servers import DockerMember, ServerError, ZooKeeperCluster, four_letter_word, make_zookeeper_cluster
 from discovery.testing.waiting import wait_until
 
 # What a client sees while the ensemble fails over: worth retrying.
 TRANSIENT = (KazooException, KazooTimeoutError)
 
 
-def native(cluster: object) -> ZooKeeperCluster:
-    if not isinstance(cluster, ZooKeeperCluster):
-        pytest.skip("needs the native servers (DISCOVERY_SERVERS=docker gives no members)")
-    return cluster
+@pytest.fixture
+def zk1(zookeeper_cluster: ZooKeeperCluster) -> ZooKeeperCluster:
+    return zookeeper_cluster
 
 
 @pytest.fixture
-def zk1(zookeeper_cluster: object) -> ZooKeeperCluster:
-    return native(zookeeper_cluster)
-
-
-@pytest.fixture
-def zk3(zookeeper_cluster3: object) -> ZooKeeperCluster:
-    return native(zookeeper_cluster3)
+def zk3(zookeeper_cluster3: ZooKeeperCluster) -> ZooKeeperCluster:
+    return zookeeper_cluster3
 
 
 def client(hosts: str, timeout: float = 10.0) -> KazooClient:
@@ -67,7 +63,10 @@ def test_standalone_answers_four_letter_words(zk1: ZooKeeperCluster) -> None:
     assert zk1.hosts == f"127.0.0.1:{member.client_port}"
     assert zk1.url() == f"zookeeper://127.0.0.1:{member.client_port}/services"
     assert zk1.url("zk", "") == f"zk://127.0.0.1:{member.client_port}"
-    assert (member.data_dir / "zoo.cfg").is_file() and member.log_path.is_file()
+    if isinstance(member, DockerMember):
+        assert "binding to port" in member.log_tail(200)
+    else:
+        assert (member.data_dir / "zoo.cfg").is_file() and member.log_path.is_file()
 
 
 def test_standalone_serves_kazoo_and_ephemeral_nodes(zk1: ZooKeeperCluster, kazoo_factory: list[KazooClient]) -> None:
@@ -111,7 +110,7 @@ def test_ensemble_has_one_leader(zk3: ZooKeeperCluster, kazoo_factory: list[Kazo
 
 
 def test_leader_kill_failover_and_rejoin(kazoo_factory: list[KazooClient]) -> None:
-    with ZooKeeperCluster(3) as cluster:
+    with make_zookeeper_cluster(3) as cluster:
         kazoo = client(cluster.hosts)
         kazoo_factory.append(kazoo)
         old = cluster.leader()
@@ -136,7 +135,7 @@ def test_leader_kill_failover_and_rejoin(kazoo_factory: list[KazooClient]) -> No
 
 
 def test_stopped_member_refuses_commands() -> None:
-    with ZooKeeperCluster() as cluster:
+    with make_zookeeper_cluster() as cluster:
         (member,) = cluster.members
         member.stop()
         with pytest.raises(ServerError):

@@ -134,10 +134,8 @@ def test_200_deletions_by_closing_a_session(
 
 
 def test_subscriptions_share_the_server_watch_until_the_last_is_removed(
-    watched: tuple[KazooClient, PersistentWatches], zookeeper_cluster: object, root: str
+    watched: tuple[KazooClient, PersistentWatches], zookeeper_cluster: ZooKeeperCluster, root: str
 ) -> None:
-    if not isinstance(zookeeper_cluster, ZooKeeperCluster):
-        pytest.skip("needs the native servers (DISCOVERY_SERVERS=docker): reads the server's watch table with wchp")
     cluster = zookeeper_cluster
     client, watches = watched
     client.ensure_path(root)
