@@ -27,6 +27,7 @@ from discovery.cli._errors import ErrorHandlingGroup, exit_codes_epilog
 from discovery.cli._extensions import extension_commands
 from discovery.cli._readme import readme
 from discovery.cli._servers import servers
+from discovery.cli._soak import soak
 from discovery.cli._state import default_state_dir
 
 __all__ = ["main"]
@@ -103,7 +104,7 @@ def main(
     )
 
 
-for _command in (*COMMANDS, *SERVING_COMMANDS, servers, demo, readme):
+for _command in (*COMMANDS, *SERVING_COMMANDS, servers, demo, soak, readme):
     main.add_command(_command)
 for _name, _command in extension_commands().items():
     main.add_command(_command, _name)
