@@ -11,7 +11,7 @@ BACKENDS := $(sort $(dir $(wildcard backends/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 PACKAGES := discovery $(patsubst %/,%,$(dir $(wildcard backends/*/discovery_*/__init__.py))) benchmarks/discovery_bench
 
-.PHONY: test test-docker bench lint setup system-packages clean
+.PHONY: test test-docker bench soak lint setup system-packages clean
 
 setup: $(STAMP)
 
@@ -59,5 +59,10 @@ test-docker: setup system-packages
 bench: setup system-packages
 	$(VENV)/bin/discovery bench --profile $(or $(PROFILE),default) --out bench-report
 
+# The chaos soak (not part of make test, which runs a short seeded one):
+# DURATION seconds in all (default 30 minutes), SEED to replay a run.
+soak: setup system-packages
+	$(VENV)/bin/discovery soak --duration $(or $(DURATION),1800) --out soak-report $(if $(SEED),--seed $(SEED))
+
 clean:
-	rm -rf $(VENV) bench-report .pytest_cache .mypy_cache
+	rm -rf $(VENV) bench-report soak-report .pytest_cache .mypy_cache

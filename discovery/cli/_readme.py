@@ -1,10 +1,11 @@
 """``discovery readme``: regenerate the README's generated sections from code and from real runs.
 
-Four sections are never edited by hand, each between ``<!-- NAME:start -->``
+Five sections are never edited by hand, each between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers: ``capabilities`` (from the installed
 backends' declarations of capabilities and limits), ``metrics`` (from the
 catalogue of :mod:`discovery.metrics`), ``parity`` (from the conformance suite's JSON
-results of the last ``make test``) and ``bench`` (from the benchmark's
+results of the last ``make test``), ``soak`` (from the last chaos soak's
+``soak.json``) and ``bench`` (from the benchmark's
 ``report.json``, rendered by the benchmark distribution, found through the
 ``discovery.readme_sections`` entry point). A test checks that the capability
 and metrics sections match the code.
@@ -12,6 +13,7 @@ and metrics sections match the code.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -20,6 +22,7 @@ from discovery.cli._errors import CliError
 from discovery.cli._extensions import KNOWN, readme_sections
 from discovery.cli._render import capability_legend_markdown, capability_table_markdown, limits_table_markdown
 from discovery.testing.parity import load_parity, parity_table_markdown
+from discovery.testing.soak.report import markdown_table
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -65,14 +68,22 @@ def capabilities_section() -> str:
     help="Where the conformance suite wrote its results.",
 )
 @click.option(
+    "--soak",
+    "soak_report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("soak-report/soak.json"),
+    show_default=True,
+    help="The chaos soak's report to take the table from (skipped if absent).",
+)
+@click.option(
     "--report",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("bench-report/report.json"),
     show_default=True,
     help="The benchmark report to take the figures from (skipped if absent).",
 )
-def readme(path: Path, parity_dir: Path, report: Path) -> None:
-    """Regenerate the README's capability, metrics, parity and benchmark sections.
+def readme(path: Path, parity_dir: Path, soak_report: Path, report: Path) -> None:
+    """Regenerate the README's capability, metrics, parity, soak and benchmark sections.
 
     Example: discovery readme README.md --parity-dir parity-results --report bench-report/report.json
     """
@@ -81,6 +92,8 @@ def readme(path: Path, parity_dir: Path, report: Path) -> None:
     metrics = metrics_section()
     if metrics is not None:
         text = replace_section(text, "metrics", metrics)
+    if soak_report.is_file():
+        text = replace_section(text, "soak", markdown_table(json.loads(soak_report.read_text())))
     documents = load_parity(parity_dir)
     if documents:
         text = replace_section(text, "parity", parity_table_markdown(documents))
