@@ -44,9 +44,10 @@ def test_a_short_seeded_soak_finds_no_anomaly_on_any_backend(tmp_path: Path) -> 
         assert sum(row["faults"].values()) >= 3, (backend, row["faults"])
     assert "| etcd |" in (out / "soak.md").read_text()
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- soak:start -->\nold\n<!-- soak:end -->\n")
+    readme.write_text((Path(__file__).parents[1] / "README.md").read_text())
     regenerate = [sys.executable, "-m", "discovery", "readme", str(readme), "--soak", str(out / "soak.json")]
-    subprocess.run([*regenerate, "--parity-dir", str(tmp_path / "none")], check=True, capture_output=True)
+    options = ["--parity-dir", str(tmp_path / "none"), "--report", str(tmp_path / "none.json")]
+    subprocess.run([*regenerate, *options], check=True, capture_output=True)
     assert f"Seed {SEED}" in readme.read_text()
     assert "| zookeeper |" in readme.read_text()
 
