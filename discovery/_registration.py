@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -163,8 +163,14 @@ class Registration:
             AlreadyRegistered: another live registrant holds the key.
             BackendError: the write failed.
         """
-        value = encode_instance(self._address, self._port, self._meta)
-        self._revision = self._owner.backend.put(self.key, value, session)
+        self._written(session, self._owner.backend.put(self.key, self._value(), session))
+
+    def _value(self) -> bytes:
+        return encode_instance(self._address, self._port, self._meta)
+
+    def _written(self, session: Session, revision: int) -> None:
+        """The instance was written bound to ``session`` at ``revision``. Caller holds the lock."""
+        self._revision = revision
         self._publish()
         self._session = session
         self._set_alive(True)
@@ -308,6 +314,59 @@ class Registrations:
             self._registrations[registration.key] = registration
             self._start_keeper()
             return registration
+
+    def register_many(self, instances: Sequence[Instance], ttl: float) -> list[Registration]:
+        """Write new instances bound to the session of ``ttl``, ``max_batch`` per request; input already checked.
+
+        Ids this set already holds are registered one by one, as
+        :meth:`register` does (updated in place). The rest go in batches of
+        the backend's ``max_batch``, each written all or none
+        (:meth:`Backend.put_many`). A failed batch raises; the batches before
+        it stay registered.
+
+        Raises:
+            RegistryClosed: the set was closed.
+            AlreadyRegistered: another live registrant holds an id of the failed batch.
+            BackendError: a write failed.
+        """
+        with self._lock:
+            if self._closed:
+                raise RegistryClosed("registry is closed")
+            made: dict[str, Registration] = {}
+            fresh: list[Registration] = []
+            for instance in instances:
+                key = instance_key(instance.service, instance.id)
+                if key in self._registrations:
+                    made[key] = self.register(
+                        instance.service, instance.id, instance.address, instance.port, dict(instance.meta), ttl
+                    )
+                else:
+                    registration = Registration(
+                        self, instance.service, instance.id, instance.address, instance.port, dict(instance.meta), ttl
+                    )
+                    fresh.append(registration)
+                    made[key] = registration
+            size = max(1, self.backend.max_batch)
+            for start in range(0, len(fresh), size):
+                batch = fresh[start : start + size]
+                try:
+                    self._write_batch(batch, self._session(ttl))
+                except SessionExpired:
+                    # The cached session died behind our back: mark it, retry once on a new one.
+                    self._sessions[ttl].mark_lost()
+                    self._write_batch(batch, self._session(ttl))
+                for registration in batch:
+                    self._registrations[registration.key] = registration
+            if fresh:
+                self._start_keeper()
+            return [made[instance_key(i.service, i.id)] for i in instances]
+
+    def _write_batch(self, batch: list[Registration], session: Session) -> None:
+        """Write ``batch`` in one :meth:`Backend.put_many`. Caller holds the set's lock (the registrations are new)."""
+        revisions = self.backend.put_many([(r.key, r._value()) for r in batch], session)
+        for registration, revision in zip(batch, revisions, strict=True):
+            with registration._lock:
+                registration._written(session, revision)
 
     def get(self, key: str) -> Registration | None:
         """The registration of ``key``, if this set holds it."""

@@ -13,16 +13,18 @@ group whose name is the URL scheme.
 from __future__ import annotations
 
 import abc
+import builtins
+import contextlib
 import enum
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from discovery._background import call_listener, start_thread
 from discovery._secrets import redact_options
 from discovery.capabilities import Capability
-from discovery.errors import AlreadyRegistered, InvalidInput, Unsupported
+from discovery.errors import AlreadyRegistered, DiscoveryError, InvalidInput, InvalidValue, Unsupported
 
 _S = TypeVar("_S", bound="Session")
 
@@ -357,6 +359,8 @@ class Backend(abc.ABC):
         refused_characters: inclusive ranges of code points the server refuses
             in a name, beyond the control and space characters the core
             refuses everywhere.
+        max_batch: the most keys one :meth:`put_many` call takes (a
+            transaction's operation limit on the server).
     """
 
     name: ClassVar[str] = ""
@@ -367,6 +371,7 @@ class Backend(abc.ABC):
     max_value_bytes: ClassVar[int] = 1 << 30
     max_key_bytes: ClassVar[int] = 1 << 20
     refused_characters: ClassVar[tuple[tuple[int, int], ...]] = ()
+    max_batch: ClassVar[int] = 128
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -444,6 +449,34 @@ class Backend(abc.ABC):
             RegistryClosed: the backend was closed.
             BackendError: the write failed.
         """
+
+    def put_many(self, items: Sequence[tuple[str, bytes]], session: Session) -> tuple[int, ...]:
+        """Write up to :attr:`max_batch` keys bound to ``session``, all or none; return each write's revision.
+
+        Each key is written as :meth:`put` writes it with a session. A
+        backend with a multi-key transaction overrides this to write the
+        batch in one request, atomically. This
+        default writes the keys one by one and, when one fails, deletes the
+        ones it wrote before raising: nothing of the batch stays, but
+        watchers may see those instances come and go.
+
+        Raises:
+            InvalidValue: more than :attr:`max_batch` items.
+            AlreadyRegistered, NameConflict, SessionExpired, InvalidInput,
+            RegistryClosed, BackendError: as :meth:`put`; nothing of the batch is kept.
+        """
+        if len(items) > self.max_batch:
+            raise InvalidValue("items", len(items), f"at most {self.max_batch} keys per batch on {self.name}")
+        revisions: builtins.list[int] = []
+        try:
+            for key, value in items:
+                revisions.append(self.put(key, value, session))
+        except BaseException:
+            for key, _ in items[: len(revisions)]:
+                with contextlib.suppress(DiscoveryError):
+                    self.delete(key, session)
+            raise
+        return tuple(revisions)
 
     @abc.abstractmethod
     def delete(self, key: str, session: Session | None = None) -> bool:

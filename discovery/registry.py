@@ -224,6 +224,52 @@ class Registry:
         self._check_open()
         return self._registrations.register(service, instance_id, address, port, clean_meta, ttl)
 
+    def register_many(self, instances: Iterable[Instance], *, ttl: float | None = None) -> list[Registration]:
+        """Register many live instances at once, each kept alive and restored like one from :meth:`register`.
+
+        Every instance is checked before anything is sent. They are written
+        in batches of the backend's ``max_batch`` (etcd: one transaction of
+        up to 128 keys; ZooKeeper: one ``multi``), all or none per batch;
+        etcd v2, which has no multi-key write, writes a batch key by key and
+        deletes what it wrote if one fails. When a batch fails, the error is
+        raised and the batches before it stay registered
+        (:meth:`registrations` lists them). An id this registry already holds
+        is updated in place, as :meth:`register` does.
+
+        Args:
+            instances: what to register: each :class:`Instance`'s ``service``,
+                ``id``, ``address``, ``port`` and ``meta`` (its ``revision`` is ignored).
+            ttl: seconds after which the instances expire if this process
+                dies (default: the ``default_ttl`` option).
+
+        Returns:
+            The registrations, in the order given.
+
+        Raises:
+            InvalidName: a bad service path or instance id.
+            InvalidMeta: bad metadata.
+            InvalidValue: a bad address, port or ttl, the same id twice, or an item that is not an Instance.
+            AlreadyRegistered: another live registrant holds an id of the failed batch.
+            BackendError: a write failed.
+        """
+        chosen = list(instances)
+        seen: set[tuple[str, str]] = set()
+        checked: list[Instance] = []
+        for index, instance in enumerate(chosen):
+            if not isinstance(instance, Instance):
+                raise InvalidValue("instances", type(instance).__name__, f"item {index} is not an Instance")
+            self._check_instance(instance.service, instance.id)
+            check_address(instance.address)
+            check_port(instance.port)
+            meta = check_meta(instance.meta, self.settings.meta_limit)
+            if (instance.service, instance.id) in seen:
+                raise InvalidValue("instances", instance.path, f"item {index} repeats an id given before")
+            seen.add((instance.service, instance.id))
+            checked.append(Instance(instance.service, instance.id, instance.address, instance.port, meta))
+        ttl = check_ttl(self.settings.default_ttl if ttl is None else ttl, self.backend.min_ttl)
+        self._check_open()
+        return self._registrations.register_many(checked, ttl)
+
     def deregister(self, service: str, instance_id: str) -> None:
         """Remove an instance now, whoever registered it.
 

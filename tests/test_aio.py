@@ -131,6 +131,20 @@ def test_register_update_close_are_seen_in_order_by_get_and_async_for(url: str) 
     run(main())
 
 
+def test_register_many_registers_every_instance_in_order(url: str) -> None:
+    async def main() -> None:
+        async with aio.connect(url) as reg:
+            wanted = [discovery.Instance("bulk", f"i{n}", "127.0.0.1", 7000 + n) for n in range(5)]
+            made = await reg.register_many(wanted, ttl=5)
+            assert [r.instance_id for r in made] == [i.id for i in wanted]
+            assert all(r.alive for r in made)
+            assert [i.port for i in await reg.instances("bulk")] == [7000 + n for n in range(5)]
+            await made[0].close()
+            assert len(await reg.instances("bulk")) == 4
+
+    run(main())
+
+
 def test_leaving_async_with_deregisters_for_another_registry(url: str) -> None:
     with discovery.connect(url) as observer, observer.watch("shop") as seen:
 

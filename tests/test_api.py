@@ -133,3 +133,35 @@ def test_closed_registry_refuses_calls() -> None:
     registry.close()
     with pytest.raises(discovery.RegistryClosed):
         registry.register("svc", "a")
+
+
+@pytest.mark.parametrize(
+    ("items", "error", "field"),
+    [
+        ([discovery.Instance("ok", "a"), discovery.Instance("bad//path", "b")], discovery.InvalidName, "service"),
+        ([discovery.Instance("ok", "a"), discovery.Instance("ok", "b", port=70000)], discovery.InvalidValue, "port"),
+        ([discovery.Instance("ok", "a"), discovery.Instance("ok", "a")], discovery.InvalidValue, "instances"),
+        ([discovery.Instance("ok", "a"), ("ok", "b")], discovery.InvalidValue, "instances"),
+    ],
+    ids=["bad-service", "bad-port", "repeated-id", "not-an-instance"],
+)
+def test_register_many_refuses_a_bad_item_before_writing_anything(
+    items: list[discovery.Instance], error: type[discovery.DiscoveryError], field: str
+) -> None:
+    with connect("memory://register-many-refusal") as reg:
+        before = reg.snapshot()
+        with pytest.raises(error) as caught:
+            reg.register_many(items, ttl=5)
+        assert getattr(caught.value, "field", None) == field
+        assert reg.snapshot() == before
+        assert reg.registrations() == []
+
+
+def test_register_many_writes_more_than_a_batch_and_updates_ids_it_holds() -> None:
+    with connect("memory://register-many-batches") as reg:
+        first = reg.register("bulk", "i0", meta={"v": 1}, ttl=5)
+        wanted = [discovery.Instance("bulk", f"i{n}", meta={"v": 2}) for n in range(MemoryBackend.max_batch * 2 + 1)]
+        made = reg.register_many(wanted, ttl=5)
+        assert made[0] is first and dict(first.instance.meta) == {"v": 2}
+        assert len(reg.instances("bulk")) == len(wanted)
+        assert {r.key for r in reg.registrations()} == {f"bulk/i{n}" for n in range(len(wanted))}

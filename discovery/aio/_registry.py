@@ -150,6 +150,21 @@ class AsyncRegistry(ClosedOnExit):
 
         return Opening(open_registration)
 
+    async def register_many(
+        self, instances: Iterable[Instance], *, ttl: float | None = None
+    ) -> list[AsyncRegistration]:
+        """Register many live instances at once (see :meth:`discovery.Registry.register_many`).
+
+        Returns:
+            The registrations, in the order given.
+
+        Raises:
+            As :meth:`discovery.Registry.register_many`.
+        """
+        made = await call(functools.partial(self.sync.register_many, list(instances), ttl=ttl), _close_all)
+        loop = asyncio.get_running_loop()
+        return [AsyncRegistration(registration, loop) for registration in made]
+
     async def deregister(self, service: str, instance_id: str) -> None:
         """Remove an instance now, whoever registered it.
 
@@ -324,3 +339,9 @@ class AsyncRegistration(ClosedOnExit):
 
     def __repr__(self) -> str:
         return f"<AsyncRegistration {self.key!r} alive={self.alive} ttl={self.ttl:g}>"
+
+
+def _close_all(registrations: list[Registration]) -> None:
+    """Deregister what a cancelled bulk registration made."""
+    for registration in registrations:
+        registration.close()

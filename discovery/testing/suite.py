@@ -24,6 +24,7 @@ from discovery import (
     Capability,
     EventKind,
     Health,
+    Instance,
     InvalidInput,
     InvalidMeta,
     InvalidName,
@@ -541,6 +542,46 @@ class RegistrySuite(RegistryFixtures):
         assert readded is not None and dict(readded.meta) == {"v": 2}
         assert False in states and lease.alive
         assert survivor.alive and [i.id for i in other.instances("lost")] == ["ours", "theirs"]
+
+    def test_register_many_writes_batches_all_or_none_and_keeps_them(self, registry: Registry, other: Registry) -> None:
+        """A bulk registration: every instance ADDED, batches all or none, kept alive and restored like one."""
+        batch = registry.backend.max_batch
+        count = batch + batch // 2
+        instances = [Instance("bulk", f"i{n}", "127.0.0.1", 1000 + n, {"n": n}) for n in range(count)]
+        held = other.register("bulk", f"i{count + batch - 1}", ttl=self.ttl * 10)
+        with other.watch("bulk") as watch:
+            made = registry.register_many(instances, ttl=self.ttl)
+            assert [r.instance_id for r in made] == [i.id for i in instances]
+            assert all(r.alive and r.instance.revision > 0 for r in made)
+            events = collect(watch, lambda e: len(e) >= count, self.timeout, message=f"{count} ADDED")
+            assert {e.instance_id for e in events} == {i.id for i in instances}
+            assert all(e.kind is EventKind.ADDED for e in events)
+            assert [dict(i.meta)["n"] for i in other.instances("bulk") if i.id != held.instance_id] == sorted(
+                range(count), key=lambda n: f"i{n}"
+            )
+            # A batch holding an id another registrant has: refused whole, nothing of it stays.
+            clash = [Instance("bulk", f"j{n}") for n in range(3)] + [Instance("bulk", held.instance_id)]
+            with pytest.raises(AlreadyRegistered):
+                registry.register_many(clash, ttl=self.ttl)
+            wait_until(
+                lambda: not any(i.id.startswith("j") for i in other.instances("bulk")),
+                self.timeout,
+                message="nothing of the refused batch stays",
+            )
+            self.lose_session(registry)
+            collect(
+                watch,
+                lambda e: sum(x.kind is EventKind.ADDED and x.instance_id == "i0" for x in e) >= 2,
+                self.timeout,
+                events,
+                message="the batch expired and came back",
+            )
+            wait_until(
+                lambda: len([i for i in other.instances("bulk") if i.id.startswith("i")]) == count + 1,
+                self.timeout,
+                message="every instance of the batch came back",
+            )
+            assert all(r.alive for r in made)
 
     def test_watcher_session_loss_keeps_the_watch(self, registry: Registry, other: Registry) -> None:
         """The watcher's own session is dropped: its watch goes on, its own instance comes back."""
