@@ -78,7 +78,7 @@ class SoakConfig:
     registrant_instances: int = 5
     ttl: float = 2.0
     rate: float = 15.0
-    burst: int = 1000
+    burst: int = 2000
     fault_spacing: tuple[float, float] = (3.0, 6.0)
     kill_spacing: tuple[float, float] = (2.0, 5.0)
 
@@ -206,7 +206,7 @@ class _Phase:
         return chosen.name
 
     def burst(self) -> int:
-        ttl = max(self.config.ttl, 5.0)
+        ttl = max(self.config.ttl, 10.0)
         process = self.spawn_registrant(self.config.burst, ttl)
         _wait(process.ready, 120.0, f"the burst registrant {process.name} registering {self.config.burst} instances")
         process.kill()
@@ -312,7 +312,8 @@ def _soak(
             elif isinstance(item, Notice) and item.kind is NoticeKind.RESYNC_STARTED:
                 result.resyncs[item.reason or "unknown"] += 1
     result.anomalies = check_history(history, returns_from="plain")
-    write_recording(phase.dir, logs)
+    if result.anomalies:
+        write_recording(phase.dir, logs)  # what to read to explain them
     return result
 
 

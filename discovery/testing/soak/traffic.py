@@ -8,7 +8,7 @@ process appends one JSON line per acknowledged write to its log
 SIGKILL loses nothing acknowledged) and a ``{"ready": true}`` line once its
 first registrations stand. A **writer** registers fresh ids, updates and
 deregisters them at random, at a bounded rate, from its own seed. A
-**registrant** registers a fixed set of instances on one session and keeps
+**registrant** registers a fixed set of instances on one session (``register_many``) and keeps
 them alive until it is killed; SIGUSR1 makes it lose its session the
 backend's way (ZooKeeper: the server expires it; etcd: the lease ends), and
 the registry must put its instances back. SIGTERM ends either cleanly.
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import IO, Any
 
-from discovery import BackendError, DiscoveryError, Registration, Registry, connect
+from discovery import BackendError, DiscoveryError, Instance, Registration, Registry, connect
 from discovery.testing.history import Write, WriteKind
 
 
@@ -44,6 +44,10 @@ class WriteLog:
     def line(self, data: dict[str, Any]) -> None:
         self._stream.write(json.dumps(data) + "\n")
         self._stream.flush()
+
+
+_BATCH = 100
+"""Instances a registrant registers per ``register_many`` call."""
 
 
 def records_in(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
@@ -164,17 +168,20 @@ def run_registrant(
         lose.set()
 
     signal.signal(signal.SIGUSR1, handler)
-    for n in range(count):
+    wanted = [Instance(service, f"i{n}", "127.0.0.1", 2000 + n % 60000) for n in range(count)]
+    while wanted and not stop.is_set():
+        batch, wanted = wanted[:_BATCH], wanted[_BATCH:]
         while not stop.is_set():
             try:
-                registration = registry.register(service, f"i{n}", address="127.0.0.1", port=2000 + n, ttl=ttl)
+                made = registry.register_many(batch, ttl=ttl)
             except BackendError:
                 stop.wait(0.2)
                 continue
-            log.write(WriteKind.REGISTER, registration.key, registration.instance.revision)
-            registration.on_change(
-                lambda changed, alive: log.line({"alive": alive, "key": changed.key, "at": time.time()})
-            )
+            for registration in made:
+                log.write(WriteKind.REGISTER, registration.key, registration.instance.revision)
+                registration.on_change(
+                    lambda changed, alive: log.line({"alive": alive, "key": changed.key, "at": time.time()})
+                )
             break
     log.line({"ready": True, "at": time.time()})
     while not stop.is_set():
