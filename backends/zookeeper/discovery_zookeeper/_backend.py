@@ -10,7 +10,10 @@ by an older session, or another client's, is never taken for ours). Watches
 are persistent recursive watches (:mod:`discovery_zookeeper._persistent_watch`)
 read into changes by :mod:`discovery_zookeeper._stream`; revisions are zxids.
 A listing reads its znodes with ``multiRead`` (:mod:`discovery_zookeeper._multi_read`),
-hundreds per request.
+hundreds per request. A slow reply on a live connection is waited for
+(:mod:`discovery_zookeeper._patience`): a request times out only when
+nothing at all moved on the connection for ``request_timeout`` seconds,
+never because other traffic (a burst of watch events) is ahead of it.
 kazoo drops every watch when its connection drops, even inside the session
 timeout, and never replays them, so each open stream ends with
 ``Gap("connection-loss")`` and the core re-lists; when the session is lost the
@@ -24,6 +27,9 @@ below it, is a :class:`~discovery.errors.NameConflict`. Nothing waits on a
 server that is down when it need not: a session's delete is then deferred to
 the reconnection (or made moot by the session's expiry), and a watch gives up
 quickly, since the core reopens it with its own back-off.
+
+A registration costs one request, as with kazoo alone, once the backend has
+checked its parents: see :class:`_Pin` and :meth:`ZooKeeperBackend.put`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, MutableSequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kazoo.client import KazooClient
@@ -46,8 +53,9 @@ from kazoo.exceptions import (
     NotEmptyError,
     UnimplementedError,
 )
-from kazoo.protocol.states import KazooState, KeeperState
+from kazoo.protocol.states import KazooState, KeeperState, ZnodeStat
 from kazoo.retry import KazooRetry
+from kazoo.security import OPEN_ACL_UNSAFE
 
 from discovery._background import start_thread
 from discovery.backend import Backend, ChangeStream, Listing, Option, Record, Session, Target, key_held
@@ -64,9 +72,11 @@ from discovery.errors import (
 )
 from discovery_zookeeper._acl import ACL_HELP, parse_acl
 from discovery_zookeeper._errors import BACKEND, ERRORS, boundary
-from discovery_zookeeper._kazoo_private import drop_connection, redacting_logger, shut_socket
-from discovery_zookeeper._multi_read import ReadFailed, read_many
+from discovery_zookeeper._guarded_create import EPHEMERAL, Created, GuardedCreate
+from discovery_zookeeper._kazoo_private import drop_connection, redacting_logger, send_request, shut_socket
+from discovery_zookeeper._multi_read import READS_PER_REQUEST, ReadFailed, read_many
 from discovery_zookeeper._paths import REFUSED_CHARACTERS, Namespace, join, parent
+from discovery_zookeeper._patience import Patience
 from discovery_zookeeper._persistent_watch import PersistentWatches
 from discovery_zookeeper._stream import FinishedStream, ZooKeeperChangeStream
 
@@ -79,9 +89,6 @@ MIN_WATCH_VERSION = (3, 6)
 
 _VERSION = re.compile(r"Zookeeper version:\s*(\d+)\.(\d+)(?:\.(\d+))?")
 _DEAD_STATES = frozenset({KeeperState.CLOSED, KeeperState.AUTH_FAILED})
-# A listing reads instance znodes this many per multiRead: one request
-# instead of hundreds, a reply of tens of kilobytes for typical instances.
-_READS_PER_REQUEST = 200
 # A znode deleted between the children listing and its read, or one whose ACL hides it.
 _GONE_OR_HIDDEN = frozenset({NoNodeError.code, NoAuthError.code})
 # How long watch() waits for a connection. The core opens and reopens streams
@@ -95,6 +102,51 @@ _WATCH_PATIENCE = 0.5
 _EPHEMERAL_PARENT_RETRIES = 5
 _CONNECTION_ERRORS = (BackendUnavailable, BackendTimeout)
 _FLUSHER_JOIN = 2.0
+# Parents a backend remembers as checked (see _Pin); past this many, it forgets them all and checks again.
+_MAX_PINS = 4096
+# The version a ZooKeeper check (or a conditional write) accepts whatever the znode's version is.
+_ANY_VERSION = -1
+
+
+@dataclass(frozen=True)
+class _Pin:
+    """What a registration below one parent znode may take as checked, so that it costs one request.
+
+    A put of an instance first checks, with a read of every znode between
+    the root and the new one, that none of them is a key (an instance, or a
+    znode with data): ZooKeeper itself refuses children only below an
+    ephemeral znode. Once a put below a parent has read those znodes bare
+    (persistent, no data) and then created ``anchor``, an ephemeral of the
+    ZooKeeper session ``session_id``, the next put below the same parent
+    sends one ``multi`` (:class:`~discovery_zookeeper._guarded_create.GuardedCreate`):
+    ``check`` each of those znodes at the data version read, ``check`` that
+    ``anchor`` exists (any version: an update of it changes nothing here),
+    then ``create``. It applies only if all of them still hold, atomically:
+
+    - a znode turned into a key by a write of its data has a new data
+      version: the check fails;
+    - a znode deleted and created again (with data, at version 0) had to be
+      childless to be deleted, so ``anchor``, below all of them, was
+      deleted first: its check fails;
+    - ``anchor`` is an ephemeral of ``session_id``, so it is gone once that
+      session is: a create that would run on a newer session fails too.
+
+    A failed multi writes nothing; the put then goes the long way (reads,
+    create) and pins the parent again. What a pin cannot see is the
+    contrived case where another client deletes our live ``anchor``, turns
+    a parent into a key and creates a znode at ``anchor``'s path again, all
+    between two of our puts: the same kind of race as the long way's own
+    window between its reads and its create.
+
+    Attributes:
+        session_id: the ZooKeeper session that created ``anchor``.
+        anchor: the server path of an ephemeral znode of that session below the parent.
+        guards: ``(server path, data version)`` of each znode between the root and the parent, parent included.
+    """
+
+    session_id: int
+    anchor: str
+    guards: tuple[tuple[str, int], ...]
 
 
 class ZooKeeperSession(Session):
@@ -133,6 +185,11 @@ class ZooKeeperSession(Session):
         """The keys put under this session and not deleted since."""
         with self._keys_lock:
             return frozenset(self._keys)
+
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` was put under this session and not deleted since."""
+        with self._keys_lock:
+            return key in self._keys
 
     def _track(self, key: str, held: bool) -> None:
         with self._keys_lock:
@@ -196,6 +253,13 @@ class ZooKeeperBackend(Backend):
             float, 10.0, "ZooKeeper session timeout, seconds: how long instances outlive a crash", positive=True
         ),
         "connect_timeout": Option(float, 10.0, "seconds to wait for a connection to the ensemble", positive=True),
+        "request_timeout": Option(
+            float,
+            10.0,
+            "seconds a request waits while nothing at all moves on the connection; "
+            "a reply slowed by other traffic on a live connection is waited for",
+            positive=True,
+        ),
         "auth_digest": Option(str, "", "digest credentials 'user:password' added to the connection"),
         "acl": Option(str, "", ACL_HELP),
         "use_ssl": Option(bool, False, "connect with TLS"),
@@ -212,13 +276,16 @@ class ZooKeeperBackend(Backend):
         values = {name: self.option(name) for name in self.options}
         self._session_timeout = float(values["session_timeout"])
         self._connect_timeout = float(values["connect_timeout"])
-        self._request_timeout = self._session_timeout + self._connect_timeout
+        self._request_timeout = float(values["request_timeout"])
         self._namespace = Namespace(target.root)
         self._client_options = self._kazoo_options(values)
         # Every znode the client creates (root, service paths, instances, definitions) gets the configured ACL.
         acl = parse_acl(str(values["acl"]), str(values["auth_digest"]))
         self._client_options["default_acl"] = list(acl) or None
+        self._acl = tuple(acl) or tuple(OPEN_ACL_UNSAFE)
         self._authenticated = bool(values["auth_digest"])
+        # Parent znode path -> what puts below it may take as checked (see _Pin).
+        self._pins: dict[str, _Pin] = {}
         self._state = threading.Condition()
         self._sessions: list[ZooKeeperSession] = []
         self._closed = False
@@ -234,6 +301,7 @@ class ZooKeeperBackend(Backend):
         self._version_checked = False
         self._client = KazooClient(**self._client_options)
         self._watches = PersistentWatches(self._client)
+        self._patience = Patience(self._client, self._request_timeout)
         self._client.add_listener(self._state_changed)
         try:
             self._client.start(timeout=self._connect_timeout)
@@ -276,7 +344,7 @@ class ZooKeeperBackend(Backend):
         Raises:
             RegistryClosed: the backend was closed.
             BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
-            BackendTimeout: the server did not answer in time.
+            BackendTimeout: nothing moved on the connection for ``request_timeout`` seconds while a reply was due.
             AuthenticationFailed: a znode on the path refuses this client.
             PermissionDenied: the same, on a connection with ``auth_digest`` credentials.
             BackendError: another read failure.
@@ -305,7 +373,7 @@ class ZooKeeperBackend(Backend):
                             reads.append(child_path)
                 first = False
                 frontier = []
-                for read, reply in read_many(self._client, reads, _READS_PER_REQUEST):
+                for read, reply in read_many(self._client, reads, READS_PER_REQUEST):
                     for path, outcome in zip(read, self._wait(reply), strict=True):
                         if isinstance(outcome, ReadFailed):
                             if outcome.code in _GONE_OR_HIDDEN:
@@ -339,7 +407,7 @@ class ZooKeeperBackend(Backend):
             Unsupported: the server is older than ZooKeeper 3.6 (no ``addWatch``).
             BackendUnavailable: not connected within half a second (the core
                 retries with its own back-off), or the connection dropped.
-            BackendTimeout: the server did not acknowledge in time.
+            BackendTimeout: nothing moved on the connection for ``request_timeout`` seconds.
             BackendError: the server refused the watch.
         """
         self._check_usable()
@@ -349,11 +417,11 @@ class ZooKeeperBackend(Backend):
         self._require_persistent_watches()
         base = self._namespace.base(prefix)
         stream = ZooKeeperChangeStream(
-            self._client, self._namespace, base, self._request_timeout, self._is_dead, self._is_closed
+            self._client, self._namespace, base, self._patience, self._is_dead, self._is_closed
         )
         try:
             with boundary(f"watch {prefix!r}", prefix.rstrip("/"), self._authenticated):
-                subscription = self._watches.add(base, stream, timeout=self._request_timeout)
+                subscription = self._watches.add(base, stream, self._request_timeout, wait=self._patience.wait)
         except BackendError as exc:
             if isinstance(exc.orig, UnimplementedError):
                 raise self._unsupported("the server") from exc.orig
@@ -385,8 +453,12 @@ class ZooKeeperBackend(Backend):
     def put(self, key: str, value: bytes, session: Session | None) -> int:
         """Write a key; with a session, as an ephemeral znode of the current ZooKeeper session.
 
-        Missing parents are created as persistent znodes with empty data. A
-        persistent znode without data found at the key is no key: if nothing
+        Missing parents are created as persistent znodes with empty data;
+        every znode between the root and the key is checked first (none may
+        be a key), by a read of them all, or, once a put below the same
+        parent has done that, by version checks in the same atomic ``multi``
+        as the create (see :class:`_Pin`): one request, as with kazoo alone.
+        A persistent znode without data found at the key is no key: if nothing
         below it is a key either (what a gone instance or service leaves
         behind), it is removed and the key created in its place; the removal
         is conditional (ZooKeeper refuses to delete a znode with children, or
@@ -412,7 +484,7 @@ class ZooKeeperBackend(Backend):
             SessionExpired: the session is closed, or no longer the client's ZooKeeper session.
             RegistryClosed: the backend was closed.
             BackendUnavailable: not connected within ``connect_timeout``, or the connection dropped.
-            BackendTimeout: the server did not answer in time.
+            BackendTimeout: nothing moved on the connection for ``request_timeout`` seconds while a reply was due.
             AuthenticationFailed: the ACL refuses this client.
             PermissionDenied: the same, on a connection with ``auth_digest`` credentials; nothing was changed.
             BackendError: another failure.
@@ -453,7 +525,7 @@ class ZooKeeperBackend(Backend):
             RegistryClosed: the backend was closed.
             BackendUnavailable: without a session: not connected within
                 ``connect_timeout``, or the connection dropped.
-            BackendTimeout: the server did not answer in time.
+            BackendTimeout: nothing moved on the connection for ``request_timeout`` seconds while a reply was due.
             AuthenticationFailed: the ACL refuses this client.
             PermissionDenied: the same, on a connection with ``auth_digest`` credentials; nothing was changed.
             BackendError: another failure.
@@ -603,7 +675,8 @@ class ZooKeeperBackend(Backend):
         return ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.target.hosts)
 
     def _wait(self, result: Any) -> Any:
-        return result.get(timeout=self._request_timeout)
+        """The value of a kazoo async result, waited for while the connection makes progress (see ``_patience``)."""
+        return self._patience.wait(result, self._is_closed)
 
     def _release(self) -> None:
         try:
@@ -776,7 +849,10 @@ class ZooKeeperBackend(Backend):
             return int(stat.mzxid)
 
     def _put_ephemeral(self, key: str, path: str, value: bytes, session: ZooKeeperSession) -> int:
-        self._refuse_below_keys(key, path)
+        revision = self._create_pinned(key, path, value, session)
+        if revision is not None:
+            return revision
+        checked = self._refuse_below_keys(key, path)
         ephemeral_parents = 0
         while True:
             try:
@@ -787,12 +863,16 @@ class ZooKeeperBackend(Backend):
                 pass
             except NoChildrenForEphemeralsError as exc:
                 ephemeral_parents = self._below_ephemeral(key, path, exc, ephemeral_parents)
+                checked = None
                 continue
             else:
                 if stat.ephemeralOwner != session.session_id:
                     # The session changed while the request waited: the znode belongs to the new one.
                     raise SessionExpired(BACKEND, f"session {session.id} expired while writing {key}")
+                if checked is not None:
+                    self._pin(path, stat, checked)
                 return int(stat.mzxid)
+            checked = None
             stat = self._wait(self._client.exists_async(path))
             if stat is None:
                 continue
@@ -810,20 +890,78 @@ class ZooKeeperBackend(Backend):
                 continue
             return int(stat.mzxid)
 
-    def _refuse_below_keys(self, key: str, path: str) -> None:
+    def _refuse_below_keys(self, key: str, path: str) -> tuple[tuple[str, int], ...] | None:
         """Raise :class:`NameConflict` if an instance or a znode with data lies between the root and ``path``.
 
         ZooKeeper refuses children of an ephemeral znode by itself (the
         create fails), but happily creates them below a persistent znode
         with data; both are keys, so both are checked here, with one
         pipelined read of the ancestors, before anything is written.
+
+        Returns:
+            ``(path, data version)`` of every znode between the root and
+            ``path``, all found bare; None when some of them do not exist yet.
         """
         ancestors = self._namespace.ancestors(path)
         replies = [(ancestor, self._client.exists_async(ancestor)) for ancestor in ancestors]
+        checked: list[tuple[str, int]] | None = []
         for ancestor, reply in replies:
             stat = self._wait(reply)
-            if stat is not None and (stat.ephemeralOwner or stat.dataLength):
+            if stat is None:
+                checked = None
+                continue
+            if stat.ephemeralOwner or stat.dataLength:
                 raise NameConflict(key, self._namespace.key(ancestor) or ancestor)
+            if checked is not None:
+                checked.append((ancestor, int(stat.version)))
+        return None if checked is None else tuple(checked)
+
+    def _pin(self, path: str, stat: ZnodeStat, checked: tuple[tuple[str, int], ...]) -> None:
+        """Remember that the znodes between the root and ``path`` were read bare before ``path`` was created."""
+        pins = self._pins
+        if len(pins) >= _MAX_PINS:
+            pins.clear()
+        pins[parent(path)] = _Pin(int(stat.ephemeralOwner), path, checked)
+
+    def _unpin(self, path: str) -> None:
+        """Forget the pin anchored at ``path``, a znode just deleted (its check would fail anyway)."""
+        directory = parent(path)
+        pin = self._pins.get(directory)
+        if pin is not None and pin.anchor == path:
+            self._pins.pop(directory, None)
+
+    def _create_pinned(self, key: str, path: str, value: bytes, session: ZooKeeperSession) -> int | None:
+        """Create the ephemeral ``path`` in one guarded ``multi``, if its parent is pinned (see :class:`_Pin`).
+
+        Returns:
+            The zxid of the create; None when the parent is not pinned for
+            this session or a check failed (nothing was written: the caller
+            goes the long way, which reads, decides and pins again).
+
+        Raises:
+            SessionExpired: the client's ZooKeeper session changed while the request waited.
+        """
+        directory = parent(path)
+        pin = self._pins.get(directory)
+        if pin is None or pin.session_id != session.session_id or pin.anchor == path or session.holds(key):
+            # Not pinned, or a key this session holds already: an update, which the long way does.
+            return None
+        guards = (*pin.guards, (pin.anchor, _ANY_VERSION))
+        reply = self._client.handler.async_result()
+        send_request(self._client, GuardedCreate(guards, path, value, self._acl, EPHEMERAL), reply)
+        (outcome,) = self._wait(reply)
+        if not isinstance(outcome, Created):
+            # The znode exists (the guards held: the pin stays), or a guard failed (the pin goes):
+            # the long way sorts it out.
+            if outcome.index < len(guards) and self._pins.get(directory) is pin:
+                self._pins.pop(directory, None)
+            return None
+        if self.session_id != session.session_id:
+            # The create ran on this session (the anchor, one of its ephemerals, was there),
+            # which has ended since: the znode went with it.
+            raise SessionExpired(BACKEND, f"session {session.id} expired while writing {key}")
+        self._pins[directory] = _Pin(pin.session_id, path, pin.guards)
+        return outcome.zxid
 
     def _below_ephemeral(self, key: str, path: str, exc: NoChildrenForEphemeralsError, attempts: int) -> int:
         """ZooKeeper refused ``path`` below an ephemeral znode: raise :class:`NameConflict` naming it.
@@ -898,6 +1036,7 @@ class ZooKeeperBackend(Backend):
                 return False
             except BadVersionError:
                 continue
+            self._unpin(path)
             return True
 
     def _delete_owned(self, path: str, session_id: int) -> bool:
@@ -914,6 +1053,7 @@ class ZooKeeperBackend(Backend):
                 return False
             except BadVersionError:
                 continue
+            self._unpin(path)
             return True
 
     def _nearest_pzxid(self, path: str) -> int:

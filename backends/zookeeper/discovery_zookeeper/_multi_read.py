@@ -26,12 +26,15 @@ from kazoo.protocol.states import ZnodeStat
 
 from discovery_zookeeper._kazoo_private import send_request
 
-__all__ = ["GET_DATA", "MULTI_READ", "MultiRead", "ReadFailed", "read_many"]
+__all__ = ["GET_DATA", "MULTI_READ", "READS_PER_REQUEST", "MultiRead", "ReadFailed", "read_many"]
 
 MULTI_READ = 22
 """ZooKeeper's request type (OpCode) of ``multiRead``."""
 GET_DATA = 4
 """ZooKeeper's request type (OpCode) of ``getData``."""
+READS_PER_REQUEST = 200
+"""Reads per ``multiRead`` request the backend sends: one request instead of hundreds, a reply of tens of
+kilobytes for typical instances (an instance's value may reach a megabyte, so not thousands)."""
 _ERROR = -1
 
 _INT = struct.Struct("!i")

@@ -27,8 +27,9 @@ from __future__ import annotations
 import enum
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
@@ -190,7 +191,14 @@ class PersistentWatches:
         tap_watch_events(client, self._tapped)
         client.add_listener(self._state_changed)
 
-    def add(self, path: str, subscriber: Subscriber, timeout: float) -> Subscription:
+    def add(
+        self,
+        path: str,
+        subscriber: Subscriber,
+        timeout: float,
+        *,
+        wait: Callable[[Any], object] | None = None,
+    ) -> Subscription:
         """Watch ``path`` and everything below it; return once the server acknowledged it.
 
         Notifications may reach the subscriber before this returns: they are
@@ -199,7 +207,9 @@ class PersistentWatches:
         Args:
             path: the absolute server path; it need not exist.
             subscriber: who hears the notifications.
-            timeout: seconds to wait for the server's answer.
+            timeout: seconds to wait for the server's answer, unless ``wait`` is given.
+            wait: waits for the answer (a kazoo async result) instead, e.g.
+                :meth:`discovery_zookeeper._patience.Patience.wait`.
 
         Returns:
             The subscription, for :meth:`remove`.
@@ -208,7 +218,7 @@ class PersistentWatches:
             kazoo.exceptions.UnimplementedError: the server predates ZooKeeper 3.6.
             kazoo.exceptions.ZookeeperError: the server refused (e.g. ``NoAuthError``).
             kazoo.exceptions.ConnectionLoss: the connection dropped first.
-            kazoo.handlers.threading.KazooTimeoutError: no answer within ``timeout``.
+            kazoo.handlers.threading.KazooTimeoutError: no answer within ``timeout`` (or as ``wait`` decides).
         """
         subscription = Subscription(path, subscriber)
         reply = self._client.handler.async_result()
@@ -217,7 +227,10 @@ class PersistentWatches:
             self._by_path.setdefault(path, []).append(subscription)
             send_request(self._client, AddWatchRequest(path), reply)
         try:
-            reply.get(timeout=timeout)
+            if wait is None:
+                reply.get(timeout=timeout)
+            else:
+                wait(reply)
         except BaseException:
             self.remove(subscription)
             raise

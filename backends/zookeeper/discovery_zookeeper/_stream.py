@@ -21,17 +21,30 @@ deleted", without data or zxid, so the stream reads after each one:
   every ``mzxid`` the deleted incarnation had; later reads only see larger
   values. Expiry cannot be told from a delete: ``expired`` is None.
 
-Reads are pipelined: every notification waiting in the queue is read at once,
-and notifications that arrive meanwhile join the same batch, so a batch's
-reads see the writes its notifications report. Since a read may see a state
-newer than the next notification's, :func:`order` tightens the approximate
-revisions and sorts each batch into commit order (revisions never decrease
-within a batch; per key they follow the key's history). A batch's revision is
-the largest it holds, forced strictly above the previous batch's (+1, a
-synthetic value) in the rare case where a late notification brings nothing
-newer; ZooKeeper cannot resume from a revision anyway. When the connection
-drops, the queue ends with a marker that becomes ``Gap("connection-loss")``;
-a read failing on a lost connection gives the same gap.
+Reads are batched: every notification waiting in the queue is read at once,
+with ``multiRead`` requests (:mod:`discovery_zookeeper._multi_read`, a few
+hundred paths each, each path once however many notifications name it: the
+deletes below one service share one read of its ``pzxid``), and
+notifications that arrive meanwhile join the same batch, so a batch's reads
+see the writes its notifications report. A burst of 10,000 expiries costs
+tens of requests, not 10,000. Since a read may see a state newer than the
+next notification's, :func:`order` tightens the approximate revisions and
+sorts each batch into commit order (revisions never decrease within a batch;
+per key they follow the key's history). A batch's revision is the largest it
+holds, forced strictly above the previous batch's (+1, a synthetic value) in
+the rare case where a late notification brings nothing newer; ZooKeeper
+cannot resume from a revision anyway.
+
+How a stream ends, and what its gap says:
+
+- ``connection-loss``: the connection dropped. kazoo reports SUSPENDED or
+  LOST, the watch's queue ends with a marker, and any read in flight fails
+  with ``ConnectionLoss``: both give this gap. Nothing else does.
+- ``timeout``: a read was due while nothing at all moved on the connection
+  for ``request_timeout`` seconds (:mod:`discovery_zookeeper._patience`). A read
+  that is merely slow, queued on a live connection behind the notifications
+  of a burst, is waited for: that is backpressure, not loss, and a resync
+  would only add load where there is too much.
 """
 
 from __future__ import annotations
@@ -42,15 +55,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NoNodeError
+from kazoo.protocol.states import ZnodeStat
 
 from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap
 from discovery.errors import BackendTimeout, BackendUnavailable, RegistryClosed, SessionExpired
 from discovery_zookeeper._errors import BACKEND, ERRORS
+from discovery_zookeeper._multi_read import READS_PER_REQUEST, ReadFailed, read_many
 from discovery_zookeeper._paths import Namespace, parent
+from discovery_zookeeper._patience import Patience
 from discovery_zookeeper._persistent_watch import Notification, NotificationKind
 
 __all__ = ["FinishedStream", "Observed", "ZooKeeperChangeStream", "order"]
@@ -61,7 +76,9 @@ _MAX_BATCH = 1000
 """Notifications read for one batch at most; the rest wait for the next call."""
 _POLL = 0.5
 """Seconds between two checks that the client can still reconnect, while waiting."""
-_CONNECTION_ERRORS = (BackendUnavailable, BackendTimeout, SessionExpired)
+_CONNECTION_ERRORS = (BackendUnavailable, SessionExpired)
+Outcome = tuple[bytes, ZnodeStat] | ReadFailed
+"""What one read of a ``multiRead`` gave: the znode's data and stat, or the server's refusal."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +155,11 @@ def order(observed: list[Observed], last_revisions: dict[str, int]) -> list[Chan
     return changes
 
 
+def _gone(outcome: Outcome) -> bool:
+    """Whether a read found no znode."""
+    return isinstance(outcome, ReadFailed) and outcome.code == NoNodeError.code
+
+
 class FinishedStream(ChangeStream):
     """A stream whose only item is a gap: what ``watch(prefix, after_revision)`` returns, since ZooKeeper cannot resume.
 
@@ -182,7 +204,7 @@ class ZooKeeperChangeStream(ChangeStream):
         client: the connected kazoo client that reads.
         namespace: maps paths to keys.
         base: the watched znode; changes strictly below it are delivered.
-        request_timeout: seconds a read may take.
+        patience: waits for the replies of the stream's reads (as long as the connection makes progress).
         dead: tells whether the client is closed for good (it cannot reconnect).
         backend_closed: tells whether the backend that opened it was closed.
     """
@@ -192,14 +214,14 @@ class ZooKeeperChangeStream(ChangeStream):
         client: KazooClient,
         namespace: Namespace,
         base: str,
-        request_timeout: float,
+        patience: Patience,
         dead: Callable[[], bool],
         backend_closed: Callable[[], bool],
     ) -> None:
         self._client = client
         self._namespace = namespace
         self._below = base.rstrip("/") + "/"
-        self._request_timeout = request_timeout
+        self._patience = patience
         self._dead = dead
         self._backend_closed = backend_closed
         self._cond = threading.Condition()
@@ -235,11 +257,14 @@ class ZooKeeperChangeStream(ChangeStream):
         """Wait for the next batch of changes, or the gap that ends the stream.
 
         Args:
-            timeout: seconds to wait at most.
+            timeout: seconds to wait at most for a notification. Reading what
+                the notifications report may take longer, while the connection
+                makes progress (see the module's docstring); :meth:`close`
+                ends that wait.
 
         Returns:
-            A batch, a gap (then every later call returns it again), or None
-            when nothing arrived in time.
+            A batch, a gap (then every later call returns it again): ``connection-loss``
+            or ``timeout``, or None when nothing arrived in time.
 
         Raises:
             RegistryClosed: the stream, or its backend, was closed.
@@ -259,6 +284,9 @@ class ZooKeeperChangeStream(ChangeStream):
                         break
                     notes.extend(more)
                     observed.extend(self._read(more))
+            except BackendTimeout as exc:
+                _log.warning("zookeeper stream below %r: read stalled (%s); reporting a gap", self._below, exc)
+                return self._finish("timeout")
             except _CONNECTION_ERRORS as exc:
                 _log.info("zookeeper stream below %r: read failed (%s); reporting a gap", self._below, exc)
                 return self._finish("connection-loss")
@@ -329,40 +357,124 @@ class ZooKeeperChangeStream(ChangeStream):
         return notes
 
     def _read(self, notes: list[Notification]) -> list[Observed]:
-        """Read what each notification reports, pipelined; the observations come in notification order."""
-        pending: list[tuple[Notification, str, Any]] = []
+        """Read what the notifications report, with ``multiRead``; the observations come in notification order.
+
+        A created or changed znode is read itself; a deleted one's parent is
+        read for its ``pzxid``. Each path is read once, in as few requests as
+        :data:`READS_PER_REQUEST` allows, all sent before the first reply is
+        awaited; the ``pzxid`` of a gone parent (or of the parent of a znode
+        gone before its read) comes from the nearest ancestor that exists, in
+        further rounds of reads.
+        """
+        relevant: list[tuple[Notification, str]] = []
+        wanted: dict[str, None] = {}
+        for note in notes:
+            key = self._namespace.key(note.path)
+            if key is None or not note.path.startswith(self._below):
+                continue
+            if note.kind in (NotificationKind.CREATED, NotificationKind.DATA_CHANGED):
+                wanted[note.path] = None
+            elif note.kind is NotificationKind.DELETED:
+                wanted[parent(note.path)] = None
+            else:
+                continue
+            relevant.append((note, key))
         with ERRORS.boundary(f"read below {self._below!r}"):
-            for note in notes:
-                key = self._namespace.key(note.path)
-                if key is None or not note.path.startswith(self._below):
-                    continue
-                if note.kind in (NotificationKind.CREATED, NotificationKind.DATA_CHANGED):
-                    pending.append((note, key, self._client.get_async(note.path)))
-                elif note.kind is NotificationKind.DELETED:
-                    pending.append((note, key, self._client.exists_async(parent(note.path))))
+            outcomes = self._read_paths(list(wanted))
+            # A delete's revision, and that of a create whose znode is gone already, come from the parent.
+            needed = [
+                parent(note.path)
+                for note, _ in relevant
+                if note.kind is NotificationKind.DELETED
+                or (note.kind is NotificationKind.CREATED and _gone(outcomes[note.path]))
+            ]
+            pzxids = self._nearest_pzxids(needed, outcomes) if needed else {}
             observed: list[Observed] = []
-            for note, key, result in pending:
-                item = self._observe(note, key, result)
+            for note, key in relevant:
+                item = self._observe(note, key, outcomes, pzxids)
                 if item is not None:
                     observed.append(item)
             return observed
 
-    def _observe(self, note: Notification, key: str, result: Any) -> Observed | None:
-        if note.kind is NotificationKind.DELETED:
-            stat = result.get(timeout=self._request_timeout)
-            revision = stat.pzxid if stat is not None else self._nearest_pzxid(parent(parent(note.path)))
-            self._seen.pop(key, None)
-            return Observed(Change(ChangeKind.DELETE, key, None, 0, revision, None), approximate=True)
-        try:
-            data, stat = result.get(timeout=self._request_timeout)
-        except NoAuthError:
+    def _read_paths(self, paths: list[str]) -> dict[str, Outcome]:
+        """Read ``paths`` with ``multiRead`` requests, all sent at once; each path's data and stat, or refusal."""
+        outcomes: dict[str, Outcome] = {}
+        cancelled = self._cancelled
+        for sent, reply in read_many(self._client, paths, READS_PER_REQUEST):
+            outcomes.update(zip(sent, self._patience.wait(reply, cancelled), strict=True))
+        return outcomes
+
+    def _nearest_pzxids(self, paths: list[str], outcomes: dict[str, Outcome]) -> dict[str, int]:
+        """The ``pzxid`` of each path or, if it is gone, of its nearest existing ancestor (``/`` always exists).
+
+        Reads already made (``outcomes``) are used and extended: each round
+        reads, for every path not settled yet, the first ancestor-or-self
+        not read so far, all in one batch of ``multiRead`` requests.
+        """
+        found: dict[str, int] = {}
+        refused: dict[str, int | None] = {}
+        pending = list(dict.fromkeys(paths))
+        while pending:
+            unread: dict[str, None] = {}
+            unsettled: list[str] = []
+            for path in pending:
+                current = path
+                while True:
+                    if current not in outcomes:
+                        unread[current] = None
+                        unsettled.append(path)
+                        break
+                    pzxid = self._pzxid_of(current, outcomes, refused)
+                    if pzxid is not None:
+                        found[path] = pzxid
+                        break
+                    if current == "/":  # cannot be gone; settles the walk whatever happens
+                        found[path] = 0
+                        break
+                    current = parent(current)
+            if unread:
+                outcomes.update(self._read_paths(list(unread)))
+            pending = unsettled
+        return found
+
+    def _pzxid_of(self, path: str, outcomes: dict[str, Outcome], refused: dict[str, int | None]) -> int | None:
+        """The ``pzxid`` of ``path``, read and found; None if it is gone.
+
+        A znode whose ACL refused the read (``getData`` needs the READ
+        permission, ``exists`` does not) is asked with ``exists``, once
+        (remembered in ``refused``).
+        """
+        outcome = outcomes[path]
+        if not isinstance(outcome, ReadFailed):
+            return int(outcome[1].pzxid)
+        if outcome.code == NoNodeError.code:
             return None
-        except NoNodeError:
+        if outcome.code != NoAuthError.code:
+            raise outcome.exception()
+        if path not in refused:
+            stat = self._patience.wait(self._client.exists_async(path), self._cancelled)
+            refused[path] = None if stat is None else int(stat.pzxid)
+        return refused[path]
+
+    def _observe(
+        self, note: Notification, key: str, outcomes: dict[str, Outcome], pzxids: dict[str, int]
+    ) -> Observed | None:
+        if note.kind is NotificationKind.DELETED:
+            self._seen.pop(key, None)
+            revision = pzxids[parent(note.path)]
+            return Observed(Change(ChangeKind.DELETE, key, None, 0, revision, None), approximate=True)
+        outcome = outcomes[note.path]
+        if isinstance(outcome, ReadFailed):
+            if outcome.code == NoAuthError.code:
+                return None
+            if outcome.code != NoNodeError.code:
+                raise outcome.exception()
             if note.kind is not NotificationKind.CREATED:
                 return None
             self._seen.pop(key, None)
-            revision = self._nearest_pzxid(parent(note.path)) - 1
+            revision = pzxids[parent(note.path)] - 1
             return Observed(Change(ChangeKind.PUT, key, None, 0, revision), approximate=True)
+        data, stat = outcome
         if not stat.ephemeralOwner and not data:
             if note.kind is NotificationKind.CREATED:
                 return None
@@ -374,13 +486,8 @@ class ZooKeeperChangeStream(ChangeStream):
         self._seen[key] = revisions
         return Observed(Change(ChangeKind.PUT, key, bytes(data), stat.czxid, stat.mzxid), approximate=False)
 
-    def _nearest_pzxid(self, path: str) -> int:
-        """The ``pzxid`` of ``path`` or, if it is gone, of its nearest existing ancestor (``/`` always exists)."""
-        while True:
-            stat = self._client.exists_async(path).get(timeout=self._request_timeout)
-            if stat is not None:
-                return int(stat.pzxid)
-            path = parent(path)
+    def _cancelled(self) -> bool:
+        return self._closed or self._backend_closed()
 
     def _batch(self, changes: list[Change]) -> Batch:
         revision = max(change.mod_revision for change in changes)

@@ -38,6 +38,7 @@ def test_plugin_names_options_and_capabilities() -> None:
     options = ZooKeeperBackend.options
     assert (options["session_timeout"].kind, options["session_timeout"].default) == (float, 10.0)
     assert (options["connect_timeout"].kind, options["connect_timeout"].default) == (float, 10.0)
+    assert (options["request_timeout"].kind, options["request_timeout"].default) == (float, 10.0)
     assert (options["auth_digest"].kind, options["auth_digest"].default) == (str, "")
     assert {name: options[name].kind for name in ("use_ssl", "ca", "certfile", "keyfile", "verify_certs")} == {
         "use_ssl": bool,
@@ -241,7 +242,7 @@ def test_digest_credentials_are_used(backends: BackendFactory, hosts: str, root:
 
 
 def test_timeouts_must_be_positive() -> None:
-    for option in ("session_timeout", "connect_timeout"):
+    for option in ("session_timeout", "connect_timeout", "request_timeout"):
         with pytest.raises(InvalidOption) as caught:
             discovery.connect(f"zk://127.0.0.1:1/x?{option}=0")
         assert caught.value.option == option
