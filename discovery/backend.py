@@ -174,7 +174,8 @@ class Gap:
 
     Attributes:
         reason: why, for logs and resync counters (``compacted``,
-            ``history-window``, ``connection-loss``, ``no-resume``...).
+            ``history-window``, ``connection-loss``, ``timeout`` (a reply
+            that never came on a live connection), ``no-resume``...).
     """
 
     reason: str
