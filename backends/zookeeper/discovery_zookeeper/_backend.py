@@ -39,7 +39,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, MutableSequence
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -64,7 +64,9 @@ from discovery.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    DiscoveryError,
     InvalidOption,
+    InvalidValue,
     NameConflict,
     RegistryClosed,
     SessionExpired,
@@ -106,6 +108,8 @@ _FLUSHER_JOIN = 2.0
 _MAX_PINS = 4096
 # The version a ZooKeeper check (or a conditional write) accepts whatever the znode's version is.
 _ANY_VERSION = -1
+_MULTI_BYTES = 512 * 1024
+"""The most path and data bytes one bulk ``multi`` carries (the server's request limit is 1 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,7 @@ class ZooKeeperBackend(Backend):
     # 8 KiB margin (1,032,144 would still pass).
     max_key_bytes: ClassVar[int] = 16 * 1024
     max_value_bytes: ClassVar[int] = 1_024_000
+    max_batch: ClassVar[int] = 128
     refused_characters: ClassVar[tuple[tuple[int, int], ...]] = REFUSED_CHARACTERS
     options: ClassVar[Mapping[str, Option]] = {
         "session_timeout": Option(
@@ -502,6 +507,80 @@ class ZooKeeperBackend(Backend):
             revision = self._put_ephemeral(key, path, value, owned)
         owned._track(key, True)
         return revision
+
+    def put_many(self, items: Sequence[tuple[str, bytes]], session: Session) -> tuple[int, ...]:
+        """Write up to :attr:`max_batch` ephemeral znodes of ``session``, all or none.
+
+        The first key below each parent not yet pinned (see :class:`_Pin`)
+        goes the long way of :meth:`put`, which pins the parent; the others
+        are created in one guarded ``multi``: the parents' checks and every
+        create, applied together or not at all, sharing one zxid. When the
+        ``multi`` is refused (a znode exists already, a parent changed) or
+        the batch is too large for one request, the rest go one by one; if
+        any of them fails, what the batch wrote is deleted before the error
+        is raised.
+
+        Raises:
+            InvalidValue: more than :attr:`max_batch` items.
+            The errors of :meth:`put`.
+        """
+        if len(items) > self.max_batch:
+            raise InvalidValue("items", len(items), f"at most {self.max_batch} keys per batch on {self.name}")
+        owned = self._own(session)
+        revisions: dict[str, int] = {}
+        try:
+            pending: MutableSequence[tuple[str, str, bytes]] = []
+            for key, value in items:
+                path = self._namespace.path(key)
+                if self._pinned(path, key, owned):
+                    pending.append((key, path, value))
+                else:
+                    revisions[key] = self.put(key, value, session)
+            if pending:
+                zxid = self._create_many_pinned(pending, owned)
+                for key, _, value in pending:
+                    revisions[key] = zxid if zxid is not None else self.put(key, value, session)
+        except BaseException:
+            for key in revisions:
+                with contextlib.suppress(DiscoveryError):
+                    self.delete(key, session)
+            raise
+        return tuple(revisions[key] for key, _ in items)
+
+    def _pinned(self, path: str, key: str, session: ZooKeeperSession) -> bool:
+        """Whether ``path`` is a new key below a parent pinned for ``session`` (one ``multi`` can create it)."""
+        pin = self._pins.get(parent(path))
+        return (
+            pin is not None and pin.session_id == session.session_id and pin.anchor != path and not session.holds(key)
+        )
+
+    def _create_many_pinned(self, pending: Sequence[tuple[str, str, bytes]], session: ZooKeeperSession) -> int | None:
+        """Create every pending znode in one guarded ``multi``; the zxid, or None when refused (nothing written)."""
+        if sum(len(path) + len(value) for _, path, value in pending) > _MULTI_BYTES:
+            return None
+        guards: dict[str, int] = {}
+        for _, path, _ in pending:
+            pin = self._pins[parent(path)]
+            guards.update(pin.guards)
+            guards[pin.anchor] = _ANY_VERSION
+        (_, first, value), *rest = pending
+        request = GuardedCreate(
+            tuple(guards.items()), first, value, self._acl, EPHEMERAL, tuple((path, data) for _, path, data in rest)
+        )
+        with self._flush_lock, self._deferred_lock:
+            for key, _, _ in pending:
+                self._deferred.pop(key, None)
+        with boundary(f"put {pending[0][0]} and {len(rest)} more", pending[0][0], self._authenticated):
+            reply = self._client.handler.async_result()
+            send_request(self._client, request, reply)
+            (outcome,) = self._wait(reply)
+        if not isinstance(outcome, Created):
+            return None
+        if self.session_id != session.session_id:
+            raise SessionExpired(BACKEND, f"session {session.id} expired while writing {len(pending)} keys")
+        for key, _, _ in pending:
+            session._track(key, True)
+        return outcome.zxid
 
     def delete(self, key: str, session: Session | None = None) -> bool:
         """Delete a key; with ``session``, only while its znode is an ephemeral of that session.

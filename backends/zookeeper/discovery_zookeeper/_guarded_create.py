@@ -68,7 +68,7 @@ class GuardFailed:
     """A guarded create that the server refused as a whole: nothing was written.
 
     Attributes:
-        index: the operation that failed: a guard's index, or ``len(guards)`` for the create itself.
+        index: the operation that failed: a guard's index, or ``len(guards)`` and up for a create.
         code: ZooKeeper's error code of that operation (``-103`` bad version, ``-101`` no node,
             ``-110`` node exists...).
     """
@@ -87,6 +87,9 @@ class GuardedCreate:
         data: the new znode's data.
         acl: the new znode's ACL: kazoo ``ACL`` tuples (``perms``, ``id.scheme``, ``id.id``).
         flags: the create flags (:data:`EPHEMERAL`, or 0 for a persistent znode).
+        more: further ``(server path, data)`` znodes created in the same
+            ``multi``, after ``path``, with the same ACL and flags (a bulk
+            registration: all are created, or none).
     """
 
     type: ClassVar[int] = MULTI
@@ -95,19 +98,20 @@ class GuardedCreate:
     data: bytes
     acl: tuple[Any, ...]
     flags: int = EPHEMERAL
+    more: tuple[tuple[str, bytes], ...] = ()
 
     def serialize(self) -> bytes:
-        """The request body: a ``check`` per guard, then the ``create``, each behind its multi header."""
+        """The request body: a ``check`` per guard, then each ``create``, each behind its multi header."""
         body = bytearray()
         for path, version in self.guards:
             body += _HEADER.pack(CHECK, 0, _ERROR)
             body += _string(path) + _INT.pack(version)
-        body += _HEADER.pack(CREATE, 0, _ERROR)
-        body += _string(self.path) + _INT.pack(len(self.data)) + self.data
-        body += _INT.pack(len(self.acl))
+        acl = bytearray(_INT.pack(len(self.acl)))
         for entry in self.acl:
-            body += _INT.pack(entry.perms) + _string(entry.id.scheme) + _string(entry.id.id)
-        body += _INT.pack(self.flags)
+            acl += _INT.pack(entry.perms) + _string(entry.id.scheme) + _string(entry.id.id)
+        for path, data in ((self.path, self.data), *self.more):
+            body += _HEADER.pack(CREATE, 0, _ERROR)
+            body += _string(path) + _INT.pack(len(data)) + data + acl + _INT.pack(self.flags)
         body += _CLOSE
         return bytes(body)
 

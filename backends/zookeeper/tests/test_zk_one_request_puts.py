@@ -174,3 +174,23 @@ def test_a_guarded_create_applies_entirely_or_not_at_all(kazoo_client: KazooClie
     # The connection is fine after every answer (kazoo reads a multi's answer on its connection thread).
     assert client.connected
     assert client.get(f"{root}/svc/a")[0] == b"v"
+
+
+def test_a_bulk_put_is_one_multi_of_all_or_nothing(
+    backend: ZooKeeperBackend, kazoo_client: KazooClient, root: str
+) -> None:
+    session = backend.open_session(10)
+    backend.put_many([("bulk/api/a", VALUE), ("bulk/api/b", VALUE)], session)  # the parent gets pinned
+    before = messages_received(backend._client)
+    items = [(f"bulk/api/i{i}", VALUE) for i in range(100)]
+    revisions = backend.put_many(items, session)
+    # One reply for the hundred creates; a ping answer or two may come in between.
+    assert messages_received(backend._client) - before <= 3
+    assert len(set(revisions)) == 1, "one transaction, one zxid"
+    assert kazoo_client.exists(f"{root}/bulk/api/i99").czxid == revisions[0]  # type: ignore[union-attr]
+    # A batch holding a znode another session owns writes nothing of itself.
+    kazoo_client.create(f"{root}/bulk/api/taken", b"{}", ephemeral=True)
+    with pytest.raises(AlreadyRegistered):
+        backend.put_many([("bulk/api/x", VALUE), ("bulk/api/taken", VALUE), ("bulk/api/y", VALUE)], session)
+    assert kazoo_client.exists(f"{root}/bulk/api/x") is None
+    assert kazoo_client.exists(f"{root}/bulk/api/y") is None
