@@ -23,13 +23,13 @@ from discovery.memory import MemoryBackend
 from discovery.testing.history import PROPERTIES, Anomaly
 from discovery.testing.soak.controls import CONTROLS, TAMPERS, Control, run_control
 
-SHORT_SECONDS = 90
+SHORT_SECONDS = 60
 SEED = 20261129
 
 
 def test_a_short_seeded_soak_finds_no_anomaly_on_any_backend(tmp_path: Path) -> None:
     out = tmp_path / "soak"
-    command = [sys.executable, "-m", "discovery", "soak", "--duration", str(SHORT_SECONDS), "--seed", str(SEED)]
+    command = [sys.executable, "-m", "discovery.cli", "soak", "--duration", str(SHORT_SECONDS), "--seed", str(SEED)]
     done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=900)
     report = json.loads((out / "soak.json").read_text())
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-3000:]}"
@@ -45,7 +45,7 @@ def test_a_short_seeded_soak_finds_no_anomaly_on_any_backend(tmp_path: Path) -> 
     assert "| etcd |" in (out / "soak.md").read_text()
     readme = tmp_path / "README.md"
     readme.write_text((Path(__file__).parents[1] / "README.md").read_text())
-    regenerate = [sys.executable, "-m", "discovery", "readme", str(readme), "--soak", str(out / "soak.json")]
+    regenerate = [sys.executable, "-m", "discovery.cli", "readme", str(readme), "--soak", str(out / "soak.json")]
     options = ["--parity-dir", str(tmp_path / "none"), "--report", str(tmp_path / "none.json")]
     subprocess.run([*regenerate, *options], check=True, capture_output=True)
     assert f"Seed {SEED}" in readme.read_text()
