@@ -25,6 +25,22 @@ plus at most one attempt); the watch never ends silently. A refused
 permission (:class:`~discovery.errors.PermissionDenied`), from the stream or
 a reopen, ends the watch at once the same way, the refusal as the
 WatchBroken's ``__cause__``: no retry would change the server's answer.
+
+Threads: an event crosses as few as the backend allows, because each
+hand-over between threads costs a wake-up, and on a busy machine a wake-up
+is where the milliseconds of a watch's latency go. A stream that can push
+(:class:`PushStream`: the etcd streams' reader thread, the memory store's
+writer) applies each batch to the model and buffers its events itself, in
+the thread that read it; the consumer is woken by that very event. The
+watch's own thread is then a control thread: it sleeps until it has
+something to do (a gap, an error, an overflow, a requested resync, the
+close) and does it: reopen, re-list, back off, give up. Only during an
+outage does it wake on a timer, to see whether the new stream was confirmed
+and whether the deadline passed. A stream that cannot push is read by the
+watch's thread with ``next()``, as before. One lock, the model's, orders the
+two: the stream's thread holds it while it applies a batch, the control
+thread while it detaches a stream, and no thread ever calls into the backend
+while holding it.
 """
 
 from __future__ import annotations
@@ -36,8 +52,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from discovery._codec import decode_instance, decode_min_instances, key_prefix, parse_key
 from discovery.backend import Backend, Batch, Change, ChangeKind, ChangeStream, Gap, Listing
@@ -48,12 +65,45 @@ from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, Sna
 _log = logging.getLogger("discovery.watch")
 _T = TypeVar("_T")
 
+# How often the watch's thread looks at a stream that cannot push (ChangeStream.next's
+# timeout), and at an outage (is the new stream confirmed? is the deadline past?).
+# Never a delay on the path of an event: a stream wakes whoever waits on it.
 _POLL_SECONDS = 0.25
 _RETRY_FIRST_SECONDS = 0.05
 _RETRY_MAX_SECONDS = 2.0
 
 LAG_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds, in seconds, of the delivery-lag buckets of :class:`WatchStats` (a last, unbounded one follows)."""
+
+Sink = Callable[[Batch | Gap | DiscoveryError], bool]
+"""What a :class:`PushStream` hands its items to; it returns whether the stream should go on."""
+
+
+@runtime_checkable
+class PushStream(Protocol):
+    """A change stream that hands its items over from the thread that reads them: an optional extension.
+
+    A :class:`~discovery.backend.ChangeStream` that also has ``deliver_to``
+    saves the engine a thread: instead of the watch's thread waking on
+    :meth:`~discovery.backend.ChangeStream.next` for every batch, the
+    stream's own thread (a reader, or the writer of an in-process store)
+    calls ``sink(item)``, and the watch applies the batch and wakes its
+    consumer there and then.
+    """
+
+    def deliver_to(self, sink: Sink) -> None:
+        """From now on, hand each item to ``sink`` instead of keeping it for ``next``.
+
+        The items are those ``next`` would have returned or raised (a Batch,
+        a Gap, the error that broke the stream), in the same order, one call
+        at a time: first those already waiting (from the calling thread),
+        then each as it comes (from the stream's thread, which may hold the
+        backend's own locks: the sink never calls into the backend, never
+        waits for the consumer and never raises). After a Gap or an error,
+        or once the sink returned False, nothing more is handed over. Called
+        at most once, before ``next`` is ever called; a closed stream hands
+        over nothing.
+        """
 
 
 class _LagHistogram:
@@ -100,6 +150,17 @@ class WatchStats:
     lag_buckets: tuple[int, ...]
     lag_seconds: float
     lag_count: int
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """Why a stream's batches stopped being applied: ``overflow`` (a slow consumer) or ``inconsistent-stream``."""
+
+    reason: str
+
+
+_Handover = Gap | _Stop | Exception
+"""What a pushing stream's thread leaves the control thread to act on (an exception is raised there)."""
 
 
 @dataclass
@@ -244,7 +305,18 @@ class Watch:
         self._reconnect_timeout = reconnect_timeout
         self._atomic = Capability.ATOMIC_SNAPSHOT in backend.capabilities
         self._every_change = Capability.INTERMEDIATE_VALUES in backend.capabilities
-        self._cond = threading.Condition()
+        # The consumers wait on _cond, the watch's own thread on _control: an
+        # event buffered wakes the consumer only. One lock for both.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._control = threading.Condition(lock)
+        # Held over every change to the model (_known, _cursor, _outage) while a
+        # stream may push; never held over a call into the backend or a stream.
+        self._model = threading.Lock()
+        self._attached: ChangeStream | None = None
+        self._pushing = False
+        self._handover: _Handover | None = None
+        self._draining = False
         self._buffer: collections.deque[Event | Notice] = collections.deque()
         self._resyncing = False
         self._error: DiscoveryError | None = None
@@ -276,6 +348,8 @@ class Watch:
         self.snapshot: Snapshot = snapshot_of(listing)
         """The instances when the stream began (empty with ``since``); the events continue from it."""
         self._thread = threading.Thread(target=self._pump, name=f"discovery-watch-{prefix or '/'}", daemon=True)
+        # From here on a pushing stream delivers from its own thread, before the watch's thread even starts.
+        self._adopt()
         self._thread.start()
 
     # -- consumer side -------------------------------------------------------
@@ -378,8 +452,8 @@ class Watch:
                 self._cond.wait(remaining)
             item = self._buffer.popleft()
             self._took(1)
-            if not self._buffer:
-                self._cond.notify_all()
+            if self._draining and not self._buffer:
+                self._control.notify()
             return item
 
     def get_batch(self, timeout: float | None = None) -> list[Event]:
@@ -403,8 +477,8 @@ class Watch:
                 batch.append(head)
                 self._buffer.popleft()
             self._took(len(batch) - 1)
-            if not self._buffer:
-                self._cond.notify_all()
+            if self._draining and not self._buffer:
+                self._control.notify()
         return batch
 
     def __iter__(self) -> Iterator[Event]:
@@ -426,6 +500,7 @@ class Watch:
         """
         with self._cond:
             self._resync_requested = reason
+            self._control.notify()
 
     def close(self) -> None:
         """Stop the watch and its stream. Idempotent."""
@@ -434,6 +509,7 @@ class Watch:
                 return
             self._closed = True
             self._cond.notify_all()
+            self._control.notify_all()
         self._stream.close()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
@@ -527,35 +603,32 @@ class Watch:
         return stream, listing
 
     def _pump(self) -> None:
+        """The watch's own thread: read a stream that cannot push; act on what a pushing stream hands over."""
         try:
             while not self._closed:
                 if self._resync_requested is not None:
                     with self._cond:
                         reason, self._resync_requested = self._resync_requested, None
-                    self._stream.close()
+                    self._drop_stream()
                     self._resync(reason or "requested")
                     continue
                 try:
-                    item = self._stream.next(_POLL_SECONDS)
+                    item = self._await_handover() if self._pushing else self._pull()
                 except BackendError as exc:
                     if self._closed:
                         return
                     if isinstance(exc, PermissionDenied):
                         raise  # the server will not let us read here: no retry can help
                     _log.info("watch on %r: stream broke (%s), resuming", self.prefix, exc)
-                    self._stream.close()
+                    self._drop_stream()
                     self._outage_failed(exc)
                     self._resume()
                     continue
-                if self._outage is not None:
-                    self._check_outage(item)
-                if item is None:
-                    continue
                 if isinstance(item, Gap):
-                    self._stream.close()
+                    self._drop_stream()
                     self._resync(item.reason)
-                    continue
-                self._deliver(item)
+                elif isinstance(item, _Stop):
+                    self._recover(item.reason)
         except RegistryClosed:
             pass
         except DiscoveryError as exc:
@@ -564,17 +637,134 @@ class Watch:
             _log.exception("watch on %r failed", self.prefix)
             self._fail(WatchBroken(self.prefix, f"internal error: {exc!r}"))
         finally:
-            self._stream.close()
+            self._drop_stream()
+
+    def _pull(self) -> Gap | _Stop | None:
+        """Read the next item of a stream that cannot push; apply a batch at once.
+
+        Returns:
+            A Gap, or a _Stop when the batch could not be applied; None once
+            a batch was applied or nothing came within the poll.
+
+        Raises:
+            BackendError: the stream broke.
+        """
+        item = self._stream.next(_POLL_SECONDS)
+        with self._model:
+            if self._outage is not None:
+                self._check_outage(item)
+            if isinstance(item, Batch):
+                stop = self._apply(item)
+                return None if stop is None else _Stop(stop)
+        return item
+
+    def _await_handover(self) -> Gap | _Stop | None:
+        """Sleep until the pushing stream hands something over, a resync is requested or the watch closes.
+
+        During an outage, wake every poll interval too: whether the new
+        stream was confirmed, and whether the deadline passed, are not events.
+
+        Returns:
+            What the stream handed over, or None.
+
+        Raises:
+            Exception: the error the stream handed over (or a bug met in its thread).
+        """
+        if self._outage is not None:
+            with self._model:
+                if self._outage is not None:
+                    self._check_outage(None)
+        with self._cond:
+            if self._handover is None and self._resync_requested is None and not self._closed:
+                self._control.wait(_POLL_SECONDS if self._outage is not None else None)
+            handover, self._handover = self._handover, None
+        if isinstance(handover, Exception):
+            raise handover
+        if isinstance(handover, Gap) and self._outage is not None:
+            with self._model:
+                if self._outage is not None:
+                    self._check_outage(handover)
+        return handover
+
+    def _adopt(self) -> None:
+        """Let the current stream push its items from its own thread, if it can (see :class:`PushStream`)."""
+        stream = self._stream
+        self._pushing = isinstance(stream, PushStream)
+        if isinstance(stream, PushStream):
+            with self._model:
+                self._attached = stream
+            stream.deliver_to(partial(self._sink, stream))
+
+    def _sink(self, stream: ChangeStream, item: Batch | Gap | DiscoveryError) -> bool:
+        """Take one item in the pushing ``stream``'s thread: apply a batch and buffer its events there and then.
+
+        Anything else (a gap, an error, a batch that would overflow the
+        buffer or proves a lost change, a bug met on the way) detaches the
+        stream and is left to the control thread. Never raises; never waits
+        for the consumer.
+
+        Returns:
+            Whether the stream should go on handing items over.
+        """
+        with self._model:
+            if self._attached is not stream or self._closed:
+                return False
+            handover: _Handover
+            try:
+                if isinstance(item, Batch):
+                    if self._outage is not None:
+                        self._check_outage(item)
+                    stop = self._apply(item)
+                    if stop is None:
+                        return True
+                    handover = _Stop(stop)
+                else:
+                    handover = item
+            except Exception as exc:  # raised in the control thread, which reports it
+                handover = exc
+            self._attached = None
+            with self._cond:
+                self._handover = handover
+                self._control.notify()
+            return False
+
+    def _drop_stream(self) -> None:
+        """Detach and close the current stream: nothing it still sends reaches the model."""
+        with self._model:
+            self._attached = None
+            with self._cond:
+                self._handover = None
+        self._stream.close()
+
+    def _recover(self, reason: str) -> None:
+        """Resync after the stream's batches stopped being applied (see :class:`_Stop`)."""
+        self._drop_stream()
+        if reason == "overflow":
+            # The consumer is too slow: stop reading (no unbounded memory),
+            # wait until it has taken what is buffered, then re-list.
+            with self._cond:
+                self._draining = True
+                try:
+                    self._control.wait_for(lambda: self._closed or not self._buffer)
+                finally:
+                    self._draining = False
+            if self._closed:
+                return
+        else:
+            _log.warning("watch on %r: the stream skipped a change without a gap; resyncing", self.prefix)
+        self._resync(reason)
 
     def _fail(self, error: DiscoveryError) -> None:
         if not isinstance(error, WatchBroken):
             broken = WatchBroken(self.prefix, str(error))
             broken.__cause__ = error
             error = broken
-        with self._cond:
-            self._push((Notice(NoticeKind.BROKEN, str(error), self._cursor.emitted),))
-            self._error = error
-            self._cond.notify_all()
+        with self._model:
+            self._attached = None
+            with self._cond:
+                self._push((Notice(NoticeKind.BROKEN, str(error), self._cursor.emitted),))
+                self._error = error
+                self._cond.notify_all()
         self._stream.close()
 
     def _notify(self, kind: NoticeKind, reason: str = "") -> None:
@@ -602,7 +792,7 @@ class Watch:
         return outage
 
     def _check_outage(self, item: Batch | Gap | None) -> None:
-        """End the outage once the stream is confirmed; raise if it never is within the timeout.
+        """End the outage once the stream is confirmed; raise if it never is in time. Caller holds the model lock.
 
         Raises:
             WatchBroken: the stream stayed unconfirmed past ``reconnect_timeout``.
@@ -634,7 +824,7 @@ class Watch:
                 # exactly at the deadline, so WatchBroken is neither early nor late.
                 pause = min(outage.delay, max(0.0, outage.deadline - time.monotonic()))
                 with self._cond:
-                    self._cond.wait_for(lambda: self._closed, timeout=pause)
+                    self._control.wait_for(lambda: self._closed, timeout=pause)
                 outage.delay = min(outage.delay * 2, _RETRY_MAX_SECONDS)
                 if self._closed:
                     raise RegistryClosed("watch closed")
@@ -653,6 +843,7 @@ class Watch:
 
     def _resume(self) -> None:
         self._stream = self._retrying("resume", lambda: self._backend.watch(self._key_prefix, self._cursor.resume_from))
+        self._adopt()
 
     def _resync(self, reason: str) -> None:
         self._resyncing = True
@@ -693,6 +884,7 @@ class Watch:
             self._push([*events, Notice(NoticeKind.RESYNCED, reason, revision)])
             self._cond.notify_all()
         _log.info("watch on %r: resync after %s emitted %d events", self.prefix, reason, len(events))
+        self._adopt()
 
     def _missed_creation(self, change: Change, known: _Known | None) -> bool:
         """Whether the stream provably skipped this key's creation.
@@ -758,33 +950,29 @@ class Watch:
             updates[change.key] = _Known(create, change.mod_revision, instance)
         return events, updates
 
-    def _deliver(self, batch: Batch) -> None:
+    def _apply(self, batch: Batch) -> str | None:
+        """Apply a batch to the model and buffer its events. Caller holds the model lock; never waits.
+
+        Returns:
+            None; or why the stream must stop, nothing applied (but definition
+            changes, which the resync lists again): ``overflow``, the consumer
+            is too slow; ``inconsistent-stream``, the batch proves a lost change.
+        """
         converted = self._convert(batch)
         if converted is None:
-            _log.warning("watch on %r: the stream skipped a change without a gap; resyncing", self.prefix)
-            self._stream.close()
-            self._resync("inconsistent-stream")
-            return
+            return "inconsistent-stream"
         events, updates = converted
         with self._cond:
-            overflow = bool(self._buffer) and len(self._buffer) + len(events) > self._buffer_size
-            if not overflow:
-                self._push(events)
-                if events:
-                    self._cursor.emitted_up_to(events[-1].revision)
-                    self._cond.notify_all()
-        if overflow:
-            # The consumer is too slow: stop reading (no unbounded memory),
-            # wait until it has taken what is buffered, then re-list.
-            self._stream.close()
-            with self._cond:
-                self._cond.wait_for(lambda: self._closed or not self._buffer)
-            if not self._closed:
-                self._resync("overflow")
-            return
+            if self._buffer and len(self._buffer) + len(events) > self._buffer_size:
+                return "overflow"
+            self._push(events)
+            if events:
+                self._cursor.emitted_up_to(events[-1].revision)
+                self._cond.notify_all()
         for key, known in updates.items():
             if known is None:
                 self._known.pop(key, None)
             else:
                 self._known[key] = known
         self._cursor.batch_applied(batch.revision)
+        return None

@@ -8,16 +8,23 @@ revisions (``history_window``) so that watches falling behind it get a
 ``memory://a`` in two registries is the same store; ``memory://`` is the
 store named ``default``. It tells an expiry from a delete and delivers every
 intermediate value, so it declares every capability.
+
+A watch's stream pushes (see :class:`discovery._watch.PushStream`): the
+write that commits a revision hands its batch to each watch under the
+store's lock, in the writer's thread, so the watch's consumer is woken by
+the write itself; nothing else wakes. ``next()`` still serves whoever reads
+a stream directly, woken by the commit as well.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -37,9 +44,13 @@ from discovery.backend import (
     key_held,
 )
 from discovery.capabilities import Capability
-from discovery.errors import NameConflict, RegistryClosed, SessionExpired
+from discovery.errors import DiscoveryError, NameConflict, RegistryClosed, SessionExpired
 
 __all__ = ["MemoryBackend", "MemorySession", "MemoryStore"]
+
+_log = logging.getLogger(__name__)
+
+_Sink = Callable[[Batch | Gap | DiscoveryError], bool]
 
 
 @dataclass
@@ -62,7 +73,12 @@ class MemoryStore:
 
     def __init__(self, name: str, history_window: int) -> None:
         self.name = name
-        self.condition = threading.Condition()
+        lock = threading.RLock()
+        # Readers of a stream's next() wait on `condition`, the reaper on its
+        # own: a commit wakes neither the reaper nor a pushing watch's thread.
+        self.condition = threading.Condition(lock)
+        self._reaper_wake = threading.Condition(lock)
+        self.pushing: list[_MemoryStream] = []
         self.revision = 0
         self.entries: dict[str, _Entry] = {}
         self.history: collections.deque[Batch] = collections.deque(maxlen=history_window)
@@ -80,9 +96,17 @@ class MemoryStore:
                 self.history = collections.deque(self.history, maxlen=history_window)
 
     def commit(self, changes: list[Change]) -> int:
-        """Record changes already applied to ``entries`` as one revision. Caller holds the lock."""
-        self.history.append(Batch(self.revision, tuple(changes)))
+        """Record changes already applied to ``entries`` as one revision, and hand it to the pushing streams.
+
+        Caller holds the lock, which keeps the streams' batches in commit order.
+        """
+        batch = Batch(self.revision, tuple(changes))
+        self.history.append(batch)
         self.condition.notify_all()
+        if self.pushing:
+            refused = [stream for stream in self.pushing if not stream.offer(batch)]
+            for stream in refused:
+                self.pushing.remove(stream)
         return self.revision
 
     def add_entry(self, key: str, entry: _Entry) -> None:
@@ -121,7 +145,7 @@ class MemoryStore:
             if self._reaper is None:
                 # One reaper per store, only while it has leases.
                 self._reaper = start_thread(f"memory-reaper-{self.name}", self._reap, self._reaper_died)
-            self.condition.notify_all()
+            self._reaper_wake.notify_all()
             return lease_id
 
     def keepalive(self, lease_id: str) -> bool:
@@ -158,7 +182,7 @@ class MemoryStore:
                 for lease_id in due:
                     self.revoke(lease_id, expired=True)
                 next_deadline = min((lease.deadline for lease in self.leases.values()), default=now)
-                self.condition.wait(max(0.01, next_deadline - now))
+                self._reaper_wake.wait(max(0.01, next_deadline - now))
             self._reaper = None
 
 
@@ -219,6 +243,15 @@ class MemorySession(Session):
         self.mark_lost()
 
 
+def _hand(sink: _Sink, item: Batch | Gap) -> bool:
+    """Hand an item to a watch's sink; False if it wants no more. A sink that raises is a bug: logged, detached."""
+    try:
+        return sink(item)
+    except Exception:  # never fail the write that committed the batch
+        _log.exception("a watch's sink raised; the stream stops pushing to it")
+        return False
+
+
 class _MemoryStream(ChangeStream):
     def __init__(self, store: MemoryStore, prefix: str, next_revision: int) -> None:
         self._store = store
@@ -226,6 +259,22 @@ class _MemoryStream(ChangeStream):
         self._next = next_revision
         self._closed = False
         self._gap: Gap | None = None
+        self._sink: _Sink | None = None
+
+    def _take(self) -> Batch | Gap | None:
+        """The next item from the history; None once the stream has caught up. Caller holds the lock."""
+        store = self._store
+        while self._next <= store.revision:
+            oldest = store.oldest_revision()
+            if self._next < oldest:
+                self._gap = Gap("history-window")
+                return self._gap
+            batch = store.history[self._next - oldest]
+            self._next += 1
+            changes = tuple(c for c in batch.changes if c.key.startswith(self._prefix))
+            if changes:
+                return Batch(batch.revision, changes)
+        return None
 
     def next(self, timeout: float) -> Batch | Gap | None:
         deadline = time.monotonic() + timeout
@@ -236,25 +285,40 @@ class _MemoryStream(ChangeStream):
                     raise RegistryClosed("change stream closed")
                 if self._gap is not None:
                     return self._gap
-                if self._next <= store.revision:
-                    oldest = store.oldest_revision()
-                    if self._next < oldest:
-                        self._gap = Gap("history-window")
-                        return self._gap
-                    batch = store.history[self._next - oldest]
-                    self._next += 1
-                    changes = tuple(c for c in batch.changes if c.key.startswith(self._prefix))
-                    if changes:
-                        return Batch(batch.revision, changes)
-                    continue
+                item = self._take()
+                if item is not None:
+                    return item
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 store.condition.wait(remaining)
 
+    def deliver_to(self, sink: _Sink) -> None:
+        """Hand the history since the stream's position to ``sink``, then each commit as it happens (see PushStream)."""
+        store = self._store
+        with store.condition:
+            if self._closed or self._gap is not None:
+                return
+            while (item := self._take()) is not None:
+                if not _hand(sink, item) or isinstance(item, Gap):
+                    return
+            self._sink = sink
+            store.pushing.append(self)
+
+    def offer(self, batch: Batch) -> bool:
+        """Hand a just-committed batch's changes under the prefix to the sink; False to stop. Caller holds the lock."""
+        sink = self._sink
+        if sink is None or self._closed:
+            return False
+        self._next = batch.revision + 1
+        changes = tuple(c for c in batch.changes if c.key.startswith(self._prefix))
+        return not changes or _hand(sink, Batch(batch.revision, changes))
+
     def close(self) -> None:
         with self._store.condition:
             self._closed = True
+            if self in self._store.pushing:
+                self._store.pushing.remove(self)
             self._store.condition.notify_all()
 
 
@@ -394,18 +458,25 @@ class _RootedStream(ChangeStream):
         self._inner = inner
         self._backend = backend
 
-    def next(self, timeout: float) -> Batch | Gap | None:
-        item = self._inner.next(timeout)
-        if not isinstance(item, Batch):
-            return item
+    def _rooted(self, batch: Batch) -> Batch:
+        if not self._backend._root:
+            return batch
         relative = self._backend._relative
         return Batch(
-            item.revision,
+            batch.revision,
             tuple(
                 Change(c.kind, relative(c.key), c.value, c.create_revision, c.mod_revision, c.expired)
-                for c in item.changes
+                for c in batch.changes
             ),
         )
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        item = self._inner.next(timeout)
+        return self._rooted(item) if isinstance(item, Batch) else item
+
+    def deliver_to(self, sink: _Sink) -> None:
+        """Push the inner stream's items, keys made relative (see :meth:`_MemoryStream.deliver_to`)."""
+        self._inner.deliver_to(lambda item: sink(self._rooted(item) if isinstance(item, Batch) else item))
 
     def close(self) -> None:
         self._inner.close()

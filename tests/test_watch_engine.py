@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import ClassVar
 
 import pytest
 
 from discovery import EventKind, Registry, WatchBroken, connect
-from discovery._watch import _Cursor
+from discovery import _watch as watch_engine
+from discovery._watch import Sink, _Cursor
+from discovery.backend import Batch, ChangeStream, Gap, Target
+from discovery.errors import DiscoveryError
+from discovery.memory import MemoryBackend
+from discovery.models import Event, Notice, NoticeKind
 from discovery.testing.checks import collect, drain, kinds_by_instance, state, wait_converged
 from discovery.testing.memory import MemoryFixtures
 from discovery.testing.suite import RegistrySuite
@@ -158,3 +164,113 @@ def test_cursor_transitions_keep_its_invariants() -> None:
     assert cursor.floor == 0
     assert _Cursor.listed(7, atomic=True) == _Cursor(7, 7, 7, 7)
     assert _Cursor.listed(7, atomic=False).floor == 0
+
+
+# -- the push path: an event crosses no thread the backend does not need ------
+
+
+class _SkippingStream(ChangeStream):
+    """A pushing stream that silently skips one batch, the ``skip_at``-th, without reporting a gap."""
+
+    def __init__(self, inner: ChangeStream, backend: SkippingBackend) -> None:
+        self._inner = inner
+        self._backend = backend
+
+    def next(self, timeout: float) -> Batch | Gap | None:
+        return self._inner.next(timeout)
+
+    def deliver_to(self, sink: Sink) -> None:
+        def skipping(item: Batch | Gap | DiscoveryError) -> bool:
+            if isinstance(item, Batch):
+                with self._backend.lock:
+                    self._backend.seen += 1
+                    if self._backend.seen == self._backend.skip_at:
+                        return True
+            return sink(item)
+
+        assert isinstance(self._inner, watch_engine.PushStream)
+        self._inner.deliver_to(skipping)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class SkippingBackend(MemoryBackend):
+    """A broken backend whose pushing stream loses one batch."""
+
+    def __init__(self, target: Target, skip_at: int = 7) -> None:
+        super().__init__(target)
+        self.skip_at = skip_at
+        self.seen = 0
+        self.lock = threading.Lock()
+
+    def watch(self, prefix: str, after_revision: int | None) -> ChangeStream:
+        return _SkippingStream(super().watch(prefix, after_revision), self)
+
+
+@pytest.fixture
+def no_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch's poll interval at an hour: whatever still happens within seconds was woken, not polled."""
+    monkeypatch.setattr(watch_engine, "_POLL_SECONDS", 3600.0)
+
+
+@pytest.mark.usefixtures("no_poll")
+def test_a_write_buffers_its_event_before_it_returns() -> None:
+    """The memory store pushes: the write applies its change to the watch and wakes the consumer itself.
+
+    No thread stands between the write and the consumer's buffer, so
+    nothing can be late: each event is there when ``register`` returns.
+    """
+    with connect(_url()) as registry, registry.watch("svc") as watch:
+        for i in range(20):
+            registry.register("svc", f"i{i}", meta={"n": i})
+            event = watch.get(timeout=0)
+            assert event is not None and (event.kind, event.instance_id) == (EventKind.ADDED, f"i{i}")
+        assert watch.stats().lag_count == 20
+
+
+@pytest.mark.usefixtures("no_poll")
+def test_a_requested_resync_wakes_the_watch() -> None:
+    with connect(_url()) as registry, registry.watch("svc") as watch:
+        registry.register("svc", "a")
+        assert watch.get(timeout=0) is not None
+        watch.request_resync()
+        items = [watch.next_item(10), watch.next_item(10)]
+        assert [item.kind for item in items if isinstance(item, Notice)] == [
+            NoticeKind.RESYNC_STARTED,
+            NoticeKind.RESYNCED,
+        ]
+        # The new stream pushes as the first did.
+        registry.register("svc", "b")
+        event = watch.get(timeout=0)
+        assert event is not None and event.instance_id == "b" and not event.resync
+        assert watch.gap_reasons == ("requested",)
+
+
+@pytest.mark.usefixtures("no_poll")
+def test_a_pushing_stream_that_skips_a_change_is_caught_and_resynced() -> None:
+    url = _url()
+    with registry_on(SkippingBackend, url, skip_at=7) as watcher, connect(url) as writer:
+        with watcher.watch("svc") as watch:
+            leases = [writer.register("svc", f"i{i}") for i in range(10)]
+            for lease in leases:
+                lease.update(meta={"x": 1})
+            events = wait_converged(watch, writer, [], 10)
+        assert watch.gap_reasons == ("inconsistent-stream",)
+        assert "i6" in [e.instance_id for e in events if e.resync]
+
+
+def test_a_bug_met_in_the_writers_thread_breaks_the_watch_not_the_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    with connect(_url()) as registry, registry.watch("svc") as watch:
+        registry.register("svc", "a")
+
+        def broken(*_: object) -> object:
+            raise RuntimeError("a bug in the engine")
+
+        monkeypatch.setattr(watch_engine, "decode_instance", broken)
+        lease = registry.register("svc", "b")  # committed, and the write says so
+        assert lease.alive and [r.key for r in registry.backend.list("svc/").records] == ["svc/a", "svc/b"]
+        assert isinstance(watch.get(10), Event)
+        with pytest.raises(WatchBroken, match=r"internal error.*a bug in the engine"):
+            watch.get(10)
+        assert watch.stats().state == "broken"

@@ -5,9 +5,13 @@ protocol), map keys relative to the registry root onto etcd keys the same
 way (``buzz/api/host-1`` is ``<root>/buzz/api/host-1``), and read their
 change stream the same way: a reader thread per stream turns the server's
 answers into :class:`~discovery.backend.Batch` and :class:`~discovery.backend.Gap`
-items on a bounded queue, so ``next(timeout)`` can time out and ``close()``
-can end the HTTP response (by shutting its socket down) and the thread at
-once. A full queue blocks the reader, which pushes back on etcd instead of
+items, and ``close()`` ends the HTTP response (by shutting its socket down)
+and the thread at once. A watch of the core takes the items from the reader
+thread itself (``deliver_to``, the engine's push protocol): the reader
+applies each batch to the watch and wakes its consumer, with no thread or
+queue in between, as the socket wakes a bare client's reader. Until then,
+or for whoever calls ``next(timeout)``, items wait on a bounded queue. A
+full queue blocks the reader, which pushes back on etcd instead of
 dropping anything: a v3 watcher then falls behind on the server and
 catches up from history (or is cancelled by compaction: a Gap); a v2
 watcher falls out of the 1000-event window (a Gap).
@@ -16,11 +20,12 @@ watcher falls out of the 1000-event window (a Gap).
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import logging
-import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
@@ -38,6 +43,7 @@ __all__ = [
     "KeySpace",
     "OPTIONS",
     "QueuedStream",
+    "Sink",
     "abort_response",
     "fetch_version",
     "make_http",
@@ -259,17 +265,26 @@ def abort_response(response: requests.Response | None) -> None:
         _log.debug("closing a watch response: %r", exc)
 
 
+Sink = Callable[[Batch | Gap | DiscoveryError], bool]
+"""What a stream pushes its items to (the core's ``discovery._watch.PushStream`` protocol); False: no more."""
+
+
 class QueuedStream(ChangeStream):
-    """A change stream whose items come from a reader thread through a bounded queue.
+    """A change stream whose items come from a reader thread: pushed to a sink, or queued for :meth:`next`.
 
     Subclasses implement :meth:`_run` (read the server, :meth:`_emit` items,
     return when the stream ends or :attr:`_closed` is set) and :meth:`_abort`
     (wake a blocked :meth:`_run`). An exception escaping :meth:`_run` is
-    translated and raised by :meth:`next`; so is the end of :meth:`_run`
-    without a final item, as a broken stream. The reader is started by
-    :meth:`_start` through :func:`~discovery._background.start_thread`, so
-    even a death that escapes :meth:`_run`'s guard is logged and reaches
-    the consumer instead of leaving it waiting on a silent stream.
+    translated and becomes the stream's last item, as does the end of
+    :meth:`_run` without a final item (a broken stream). The reader is
+    started by :meth:`_start` through
+    :func:`~discovery._background.start_thread`, so even a death that escapes
+    :meth:`_run`'s guard is logged and reaches the consumer instead of
+    leaving it waiting on a silent stream.
+
+    Once :meth:`deliver_to` gave it a sink, :meth:`_emit` calls the sink in
+    the emitting thread; before, items wait on a bounded queue, which
+    :meth:`deliver_to` hands over first, in order.
 
     Args:
         backend: the backend's name, for errors.
@@ -289,7 +304,15 @@ class QueuedStream(ChangeStream):
     ) -> None:
         self._backend = backend
         self._errors = errors
-        self._items: queue.Queue[Batch | Gap | DiscoveryError] = queue.Queue(maxsize=capacity)
+        self._capacity = capacity
+        # Guards the queue and the sink; waited on by next() (an item came),
+        # a reader with a full queue (room, a sink, the close).
+        self._cond = threading.Condition()
+        self._items: collections.deque[Batch | Gap | DiscoveryError] = collections.deque()
+        self._sink: Sink | None = None
+        # Held while an item is handed to the sink, so they reach it one at a time, in order.
+        self._handing = threading.Lock()
+        self._refused = False
         self._closed = threading.Event()
         self._final: Gap | DiscoveryError | None = None
         self._ended = False
@@ -322,15 +345,62 @@ class QueuedStream(ChangeStream):
             self._emit(BackendUnavailable(self._backend, "watch stream ended without a reason"))
 
     def _emit(self, item: Batch | Gap | DiscoveryError) -> bool:
-        """Queue an item, waiting while the queue is full; False if the stream was closed meanwhile."""
-        while not self._closed.is_set():
-            try:
-                self._items.put(item, timeout=0.2)
-                self._ended = self._ended or not isinstance(item, Batch)
+        """Hand an item to the sink, or queue it (waiting while the queue is full).
+
+        Returns:
+            False if the stream was closed meanwhile, or the sink wants no
+            more: the reader should stop.
+        """
+        with self._cond:
+            while self._sink is None and len(self._items) >= self._capacity and not self._closed.is_set():
+                self._cond.wait()
+            if self._closed.is_set():
+                return False
+            self._ended = self._ended or not isinstance(item, Batch)
+            sink = self._sink
+            if sink is None:
+                self._items.append(item)
+                self._cond.notify_all()
                 return True
-            except queue.Full:
-                continue
-        return False
+        with self._handing:
+            return self._hand(sink, item)
+
+    def _hand(self, sink: Sink, item: Batch | Gap | DiscoveryError) -> bool:
+        """Give one item to the sink; whether it wants more. Caller holds ``_handing``."""
+        if self._refused or self._closed.is_set():
+            return False
+        try:
+            wanted = sink(item)
+        except Exception:  # the sink's bug must not kill the reader silently; the stream ends here
+            _log.exception("the sink of %s raised; the stream stops", self._thread_name)
+            wanted = False
+        if not wanted or not isinstance(item, Batch):
+            self._refused = True
+            return False
+        return True
+
+    def deliver_to(self, sink: Sink) -> None:
+        """Hand the queued items to ``sink`` in order, then every later one from the reader's thread.
+
+        Implements the core's push protocol (``discovery._watch.PushStream``);
+        called at most once, before :meth:`next` is ever called.
+        """
+        with self._handing:
+            while True:
+                with self._cond:
+                    backlog = list(self._items)
+                    self._items.clear()
+                    if not backlog:
+                        self._sink = sink
+                        self._cond.notify_all()
+                        return
+                    self._cond.notify_all()
+                for item in backlog:
+                    if not self._hand(sink, item):
+                        with self._cond:
+                            self._sink = sink  # refused: the reader stops at its next item
+                            self._cond.notify_all()
+                        return
 
     def next(self, timeout: float) -> Batch | Gap | None:
         """Wait for the next item.
@@ -354,10 +424,15 @@ class QueuedStream(ChangeStream):
             return final
         if final is not None:
             raise final
-        try:
-            item = self._items.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            return None
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while not self._items:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed.is_set():
+                    return None
+                self._cond.wait(remaining)
+            item = self._items.popleft()
+            self._cond.notify_all()
         if isinstance(item, Batch):
             return item
         self._final = item
@@ -370,6 +445,8 @@ class QueuedStream(ChangeStream):
         if self._closed.is_set():
             return
         self._closed.set()
+        with self._cond:
+            self._cond.notify_all()
         self._abort()
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():

@@ -14,7 +14,8 @@ listing is one range read at one revision. The watch reads ``POST
 /v3/watch`` line by line in a thread: it returns once etcd confirmed the
 watch (``created``), resumes from ``after_revision + 1``,
 delivers the events of each revision as one batch (a watch answer always
-holds whole revisions), reports a watch cancelled by compaction as
+holds whole revisions) from that thread straight into the core's watch
+(see :class:`~discovery_etcd._common.QueuedStream`), reports a watch cancelled by compaction as
 ``Gap("compacted")`` and a broken connection as ``BackendUnavailable``.
 A key range the user's roles do not grant is refused with
 :class:`~discovery.errors.PermissionDenied` naming the key or prefix: a
@@ -250,7 +251,10 @@ class WatchStream(QueuedStream):
     """The changes under a key range, read from one ``POST /v3/watch`` answer by a thread.
 
     The constructor returns once etcd confirmed the watch (its ``created``
-    answer), so the watch is established on the server.
+    answer), so the watch is established on the server. The reader thread
+    hands each batch to the core's watch itself once it took the stream
+    (``deliver_to``): the one wake-up between etcd and the consumer is the
+    socket's, as for a bare client.
 
     Args:
         backend: the backend.
