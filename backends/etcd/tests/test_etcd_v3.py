@@ -10,7 +10,7 @@ import pytest
 
 import discovery
 from discovery.backend import Batch, ChangeKind, Gap, Session
-from discovery.errors import BackendError, BackendUnavailable
+from discovery.errors import AlreadyRegistered, BackendError, BackendUnavailable, InvalidValue
 from discovery.servers import EtcdCluster, free_ports
 from discovery.testing.waiting import wait_until
 from discovery_etcd import EtcdBackend
@@ -240,3 +240,21 @@ def test_stopped_member_ends_the_watch_and_the_next_one_moves_on(
     finally:
         stopped.resume()
     etcd_own3.wait_healthy()
+
+
+def test_put_many_is_one_transaction_at_one_revision_or_nothing(v3: EtcdBackend) -> None:
+    session = v3.open_session(10)
+    items = [(f"bulk/i{n}", b'{"port":1}') for n in range(v3.max_batch)]
+    revisions = v3.put_many(items, session)
+    assert len(set(revisions)) == 1
+    listing = v3.list("bulk/")
+    assert {r.key for r in listing.records} == {key for key, _ in items}
+    assert {r.mod_revision for r in listing.records} == {revisions[0]}
+    other = v3.open_session(10)
+    v3.put("bulk/taken", b"{}", other)
+    with pytest.raises(AlreadyRegistered):
+        v3.put_many([("bulk/x", b"{}"), ("bulk/taken", b"{}"), ("bulk/y", b"{}")], session)
+    keys = {r.key for r in v3.list("bulk/").records}
+    assert "bulk/x" not in keys and "bulk/y" not in keys
+    with pytest.raises(InvalidValue):
+        v3.put_many([(f"bulk/z{n}", b"{}") for n in range(v3.max_batch + 1)], session)
