@@ -10,14 +10,15 @@ after a warm-up: registration throughput against the bare client library,
 watch propagation latency, lookups, the dashboard in a headless browser
 (first render, register → node up, page memory), burst completeness against
 the naive re-watch loop, failure detection against the ttl, keep-alive cost and client memory,
-resync cost, and optionally tooz peer membership. It writes ``report.json``,
+resync cost, how far one process goes (the scale knee of each server backend, the cost of each
+step, watcher fan-out), and optionally tooz peer membership. It writes ``report.json``,
 ``report.md`` and PNG plots. Where things are:
 
 - :mod:`~discovery_bench.command` and :mod:`~discovery_bench.run`: the command and one run end to end;
 - :mod:`~discovery_bench.profiles`: the sizes of ``smoke``, ``default`` and ``full``;
 - :mod:`~discovery_bench.metrics`: how every figure is computed, in one place;
 - :mod:`~discovery_bench.workloads`: one module per measurement;
-- :mod:`~discovery_bench.harness`: targets and their traits, servers, processes, rounds, raw clients;
+- :mod:`~discovery_bench.harness`: targets and their traits, servers, processes, side processes, rounds, raw clients;
 - :mod:`~discovery_bench.report`: results, ``report.json``, ``report.md``, plots, goals, the README section.
 
 The command object is :data:`bench_command`; the heavy imports (matplotlib,

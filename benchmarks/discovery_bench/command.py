@@ -25,11 +25,24 @@ from discovery_bench.profiles import PROFILES
 
 _EPILOG = """\b
 Examples:
-  discovery bench                                  # local etcd + ZooKeeper, default profile (about 6 min)
+  discovery bench                                  # local etcd + ZooKeeper, default profile (under 15 min)
   discovery bench --profile smoke --out /tmp/b     # every workload, tiny sizes (under a minute)
+  discovery bench --workloads scale,propagation    # only these workloads, default sizes
   discovery bench --url etcd://10.0.0.1:2379/bench --url zk://10.0.0.2:2181/bench
   discovery readme README.md                       # refresh the README's sections from bench-report/
 """
+
+
+def _workloads(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    from discovery_bench.workloads import WORKLOAD_NAMES  # heavy (client libraries): only when asked for
+
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(names - set(WORKLOAD_NAMES))
+    if unknown or not names:
+        raise click.BadParameter(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOAD_NAMES)}")
+    return names
 
 
 def _backends(value: str) -> list[str]:
@@ -82,7 +95,15 @@ def _stop_on_signals() -> Iterator[None]:
     help="Directory for report.md, report.json and the plots.",
 )
 @click.option("--peers", is_flag=True, help="Also measure tooz group membership on the same servers.")
-def bench_command(urls: tuple[str, ...], backends: str, profile: str, out: Path, peers: bool) -> None:
+@click.option(
+    "--workloads",
+    "workload_names",
+    metavar="NAMES",
+    help="Comma-separated workloads to run, in their usual order (default: all but peers), e.g. scale,propagation.",
+)
+def bench_command(
+    urls: tuple[str, ...], backends: str, profile: str, out: Path, peers: bool, workload_names: str | None
+) -> None:
     """Compare the backends: registration, watch latency, completeness, failure detection, keep-alive, resync.
 
     Starts a local etcd (serving etcd:// and etcd2://) and ZooKeeper unless
@@ -93,7 +114,19 @@ def bench_command(urls: tuple[str, ...], backends: str, profile: str, out: Path,
     from discovery_bench.report.summary import print_summary
     from discovery_bench.run import BenchOptions, run_bench
 
-    options = BenchOptions(urls=list(urls), backends=_backends(backends), profile=profile, out=out, peers=peers)
+    try:
+        only = _workloads(workload_names)
+    except click.BadParameter as exc:
+        exc.param_hint = "'--workloads'"
+        raise
+    options = BenchOptions(
+        urls=list(urls),
+        backends=_backends(backends),
+        profile=profile,
+        out=out,
+        peers=peers,
+        workloads=only,
+    )
     # Outside a terminal (a log, CI) rich would wrap at 80 columns; the tables read better wider.
     out_console = Console() if sys.stdout.isatty() else Console(width=140)
     err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=140)

@@ -2,12 +2,13 @@
 
 ``smoke`` proves every workload runs on every backend in well under a minute
 (``make test`` runs it; its numbers mean nothing). ``default`` is what
-``make bench`` runs: about six minutes on two cores, with the sizes the
+``make bench`` runs, under 15 minutes on two cores, with the sizes the
 comparison is about (2,000 registrations, a burst of 10,000, keep-alive up to
 10,000 live instances, a 10,000-instance resync, lookups among 1,000
 instances of one service, the dashboard in a browser at 100 and 10,000
-instances). ``full`` repeats more and
-adds a longer ttl, for numbers worth quoting.
+instances, the scale steps 1,000, 3,000 and 10,000 at ttl 10 s with 1, 10
+and 100 watchers over 10,000). ``full`` repeats more, adds a longer ttl and
+takes the scale steps on to 30,000 and 100,000, for numbers worth quoting.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ class Profile:
         resync_rounds: measured rounds of the resync workload.
         peer_latency_samples: joins timed in the peer (tooz) workload.
         peer_pairs: quick join+leave pairs in the peer workload.
+        scale_steps: the instance counts one holder process grows to, ascending, until one loses an instance.
+        scale_ttl: the ttl of those instances.
+        scale_hold_ttls: how long each step holds its instances, in ttls (at least 1: every instance
+            must then have been kept alive through a whole ttl for the step to count as held).
+        scale_fanout: the watcher counts of the fan-out, ascending (each level adds watchers to the last).
+        scale_fanout_instances: the step whose population the fan-out's watchers watch.
+        scale_fanout_writes: (rate per second, writes) of the fan-out's new instances at each level.
+        scale_fanout_processes: the processes the fan-out's watchers are spread over.
+        scale_all_at_once: run the scale workload on every backend at once (``smoke`` only, whose
+            figures mean nothing: backend by backend, a backend's figures never carry another's load).
     """
 
     name: str
@@ -82,11 +93,24 @@ class Profile:
     resync_rounds: int
     peer_latency_samples: int
     peer_pairs: int
+    scale_steps: tuple[int, ...]
+    scale_ttl: float
+    scale_hold_ttls: float
+    scale_fanout: tuple[int, ...]
+    scale_fanout_instances: int
+    scale_fanout_writes: tuple[float, int]
+    scale_fanout_processes: int
+    scale_all_at_once: bool = False
 
     @property
     def keepalive_window(self) -> float:
         """Seconds each keep-alive measurement lasts."""
         return self.keepalive_periods * self.keepalive_ttl / 3
+
+    @property
+    def scale_hold(self) -> float:
+        """Seconds each scale step holds its instances."""
+        return self.scale_hold_ttls * self.scale_ttl
 
     @property
     def population(self) -> int:
@@ -125,6 +149,14 @@ PROFILES: dict[str, Profile] = {
         resync_rounds=1,
         peer_latency_samples=3,
         peer_pairs=20,
+        scale_steps=(10, 30),
+        scale_ttl=2.0,
+        scale_hold_ttls=1.0,
+        scale_fanout=(1, 3),
+        scale_fanout_instances=30,
+        scale_fanout_writes=(100.0, 10),
+        scale_fanout_processes=1,
+        scale_all_at_once=True,
     ),
     "default": Profile(
         name="default",
@@ -156,6 +188,13 @@ PROFILES: dict[str, Profile] = {
         resync_rounds=2,
         peer_latency_samples=20,
         peer_pairs=200,
+        scale_steps=(1000, 3000, 10_000),
+        scale_ttl=10.0,
+        scale_hold_ttls=1.0,
+        scale_fanout=(1, 10, 100),
+        scale_fanout_instances=10_000,
+        scale_fanout_writes=(100.0, 100),
+        scale_fanout_processes=4,
     ),
     "full": Profile(
         name="full",
@@ -187,6 +226,13 @@ PROFILES: dict[str, Profile] = {
         resync_rounds=5,
         peer_latency_samples=50,
         peer_pairs=200,
+        scale_steps=(1000, 3000, 10_000, 30_000, 100_000),
+        scale_ttl=10.0,
+        scale_hold_ttls=2.0,
+        scale_fanout=(1, 10, 100),
+        scale_fanout_instances=10_000,
+        scale_fanout_writes=(100.0, 300),
+        scale_fanout_processes=4,
     ),
 }
 

@@ -46,6 +46,7 @@ class BenchOptions:
         profile: ``smoke``, ``default`` or ``full``.
         out: the report directory.
         peers: also run the tooz peer-membership workload.
+        workloads: run only these workloads (by name); None for every one.
     """
 
     urls: list[str] = field(default_factory=list)
@@ -53,6 +54,7 @@ class BenchOptions:
     profile: str = "default"
     out: Path = Path("bench-report")
     peers: bool = False
+    workloads: frozenset[str] | None = None
 
 
 def _probe(target: BenchTarget) -> str:
@@ -119,6 +121,7 @@ def run_bench(options: BenchOptions, out_console: Console, err_console: Console)
             servers = stack.enter_context(local_servers(options.backends))
         targets, skipped = _choose_targets(options, servers, naming)
         versions = servers.versions() if servers is not None else {}
+        ctx.server_pids = servers.pids() if servers is not None else {}
         backends: dict[str, dict[str, Any]] = {}
         reachable: list[BenchTarget] = []
         for target in targets:
@@ -135,7 +138,7 @@ def run_bench(options: BenchOptions, out_console: Console, err_console: Console)
         results = ResultSet([t.label for t in reachable])
         runner = Runner(ctx, reachable, results, err_console)
         try:
-            runner.run(workloads_for(ctx, options.peers))
+            runner.run(workloads_for(ctx, options.peers, options.workloads))
         except KeyboardInterrupt:
             interrupted = True
             err_console.print("[yellow]interrupted: stopping servers, writing what was measured[/yellow]")

@@ -6,7 +6,8 @@ holds a value or an explicit "not applicable" for every metric of every
 workload on every installed backend (never a failure; for the lookup
 workload, which applies everywhere, always a value; for the dashboard
 workload too, where Chromium and Playwright are installed, with its goal
-judged), and that ``report.md`` and the plots are written.
+judged), that every raw watch baseline received every write, and that
+``report.md`` and the plots are written.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PLOTS = {
     "burst_completeness.png",
     "keepalive_cost.png",
     "detection_vs_ttl.png",
+    "scale_cost.png",
 }
 
 
@@ -52,6 +54,12 @@ def _check_report(report: dict[str, Any], backends: list[str], peers: bool = Fal
             assert not str(cell.get("na", "")).startswith("failed"), (section, key, backend, cell)
     for goal in report["goals"]:
         assert set(goal["backends"]) == set(backends)
+    # Every raw baseline hears every write (ZooKeeper's persistent watch included), or its ratio would flatter.
+    for key, metric in report["workloads"]["propagation"]["metrics"].items():
+        if key.startswith("raw_delivered_"):
+            assert all(metric["backends"][backend]["min"] == 1 for backend in backends), (key, metric["backends"])
+    notes = report["workloads"]["propagation"]["notes"]
+    assert not [note for backend in backends for note in notes.get(backend, []) if "raw watch" in note], notes
     # The lookup workload applies to every backend: a value everywhere, never "not applicable".
     for key, metric in report["workloads"]["lookup"]["metrics"].items():
         assert all("median" in metric["backends"][backend] for backend in backends), (key, metric["backends"])

@@ -14,7 +14,7 @@ from discovery_bench.harness.targets import BenchTarget, Naming, targets_from_ur
 from discovery_bench.metrics import Metric
 from discovery_bench.metrics import catalogue as m
 from discovery_bench.profiles import get_profile
-from discovery_bench.report.format import cell_text, number
+from discovery_bench.report.format import cell_text, number, verdict_text
 from discovery_bench.report.goals import evaluate_goals
 from discovery_bench.report.headline import headline_rows
 from discovery_bench.report.parity import NO_RESULTS, parity_summary
@@ -92,11 +92,46 @@ def test_goals_are_measured_per_backend() -> None:
         },
     }
     goals = {g["goal"]: g for g in evaluate_goals(workloads, ["etcd", "zookeeper"])}
-    assert goals["register_ratio"]["backends"]["etcd"]["met"] is True
-    assert goals["register_ratio"]["backends"]["zookeeper"]["met"] is False
+    assert goals["register_ratio_c1"]["backends"]["etcd"]["met"] is True
+    assert goals["register_ratio_c1"]["backends"]["zookeeper"]["met"] is False
+    assert goals["register_ratio_c1"]["backends"]["zookeeper"]["display"] == "0.50x"
     assert goals["events"]["backends"]["zookeeper"]["value"] == 2
     assert goals["detection"]["backends"]["etcd"]["met"] is None
-    assert goals["register_ratio"]["met"] == 1 and goals["register_ratio"]["measured"] == 2
+    assert goals["register_ratio_c1"]["met"] == 1 and goals["register_ratio_c1"]["measured"] == 2
+    assert goals["register_ratio_c8"]["measured"] == 0
+
+
+def test_goals_that_make_no_sense_for_a_backend_say_na_with_the_reason() -> None:
+    workloads = {
+        "register": {"metrics": {"ratio_c1": {"backends": {"memory": _cell(0.3), "zookeeper": _cell(0.95)}}}},
+        "propagation": {
+            "metrics": {
+                "p99_vs_raw_1000": {"backends": {"memory": _cell(16.0), "zookeeper": _cell(1.4)}},
+                "p99_ms_1000": {"backends": {"memory": _cell(0.4), "zookeeper": _cell(6.0)}},
+            }
+        },
+        "scale": {
+            "params": {"ttl_s": 10.0},
+            "metrics": {
+                "knee": {"backends": {"memory": {"na": "in-process store"}, "zookeeper": _cell(30_000.0)}},
+                "limit": {"backends": {"memory": {"na": "in-process store"}, "zookeeper": _cell(100_000.0)}},
+            },
+        },
+    }
+    goals = {g["goal"]: g for g in evaluate_goals(workloads, ["memory", "zookeeper"])}
+    for key in ("register_ratio_c1", "watch_p99_1000"):
+        memory = goals[key]["backends"]["memory"]
+        assert memory["met"] is None and memory["na"] and memory["display"].startswith("n/a: ")
+        assert goals[key]["measured"] == 1
+    assert goals["watch_p99_1000"]["backends"]["zookeeper"]["met"] is True
+    assert goals["memory_p99"]["backends"]["memory"] == {"met": True, "value": 0.4, "display": "0.400 ms"}
+    assert "na" in goals["memory_p99"]["backends"]["zookeeper"]
+    knee = goals["scale_knee"]["backends"]
+    assert knee["zookeeper"] == {"met": True, "value": 30_000.0, "display": "30,000 (lost instances at 100,000)"}
+    assert "na" in knee["memory"]
+    marks: dict[bool | None, str] = {True: "ok", False: "x", None: "-"}
+    assert verdict_text(goals["register_ratio_c1"]["backends"]["memory"], marks).startswith("n/a: raw is")
+    assert verdict_text(knee["zookeeper"], marks) == "ok 30,000 (lost instances at 100,000)"
 
 
 def test_parity_results_are_read_or_reported_missing(tmp_path: Path) -> None:

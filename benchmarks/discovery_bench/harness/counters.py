@@ -8,7 +8,8 @@ that arrive through the JSON gateway), ZooKeeper's ``mntr`` four-letter word
 ``X-Etcd-Index`` (which ``refresh=true`` writes advance, pushing watchers out of
 the 1000-event window), etcd v3's revision, or ZooKeeper's last zxid
 (``srvr``). Where a counter cannot be read (memory, a disabled command) the
-answer is None and the report says "not available".
+answer is None and the report says "not available". :class:`ServerCpu`
+reads the CPU time of the server processes a run started, with psutil.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import re
 
+import psutil
 import requests
 
 from discovery.servers import ServerError, four_letter_word
@@ -120,3 +122,38 @@ _COUNTERS: dict[str, type[ServerCounters]] = {
 def server_counters(target: BenchTarget) -> ServerCounters:
     """The counters of ``target``'s server (none for a backend without a server)."""
     return _COUNTERS.get(target.backend, ServerCounters)(target)
+
+
+class ServerCpu:
+    """The CPU seconds a target's server processes have used, read with psutil from their pids.
+
+    Only the servers the run started are visible (``--url`` registries are
+    someone else's processes, maybe on other machines): then
+    :attr:`available` is False and :meth:`seconds` None.
+    """
+
+    def __init__(self, pids: list[int]) -> None:
+        self._processes: list[psutil.Process] = []
+        for pid in pids:
+            try:
+                self._processes.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+
+    @property
+    def available(self) -> bool:
+        """Whether any server process can be read."""
+        return bool(self._processes)
+
+    def seconds(self) -> float | None:
+        """User plus system CPU seconds of every server process; None when one cannot be read."""
+        if not self._processes:
+            return None
+        total = 0.0
+        try:
+            for process in self._processes:
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            return None
+        return total

@@ -7,7 +7,8 @@ prints ``connected``, then reads commands on standard input, one a line:
   With SERVICES above 1 they are spread round-robin over ``SERVICE/s0``..``SERVICE/s<SERVICES-1>``
   (:func:`service_of`), so every step of the growth keeps the services even;
 - ``update K TAG``: set ``meta={"v": TAG}`` on the first K instances; prints ``updated K``;
-- ``status``: prints ``status ALIVE SESSIONS`` (registrations alive, sessions held);
+- ``status``: prints ``status ALIVE SESSIONS REREGISTRATIONS`` (registrations alive, sessions held,
+  registrations written again since the start after the server dropped them: expiries);
 - ``watch``: open a watch on SERVICE; prints ``watching N`` (instances in its snapshot);
 - ``quit`` or end of input: deregister everything and exit.
 
@@ -52,7 +53,8 @@ def main(argv: list[str]) -> int:
                 print("updated", count, flush=True)
             elif command == "status":
                 alive = sum(1 for registration in registrations if registration.alive)
-                print("status", alive, len(registry.sessions), flush=True)
+                rewritten = registry.registration_stats().reregistrations
+                print("status", alive, len(registry.sessions), rewritten, flush=True)
             elif command == "watch":
                 watch = registry.watch(service)
                 watches.append(watch)

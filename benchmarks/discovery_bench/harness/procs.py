@@ -59,19 +59,30 @@ class Child:
         """
         deadline = time.monotonic() + timeout
         while True:
+            fields = self.next_line(max(0.0, deadline - time.monotonic()), word).split()
+            if fields and fields[0] == word:
+                return fields
+
+    def next_line(self, timeout: float, waiting_for: str = "a line") -> str:
+        """The next line the child printed, whatever it says.
+
+        Raises:
+            ChildFailed: the process ended, or printed nothing within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ChildFailed(f"process {self.pid}: no {word!r} within {timeout:g} s{self._tail()}")
+                raise ChildFailed(f"process {self.pid}: no {waiting_for!r} within {timeout:g} s{self._tail()}")
             try:
                 line = self._lines.get(timeout=remaining)
             except queue.Empty:
                 continue
             if line is None:
+                self._lines.put(None)  # every later read sees the end too
                 self.proc.wait()
                 raise ChildFailed(f"process {self.pid} exited with {self.proc.returncode}{self._tail()}")
-            fields = line.split()
-            if fields and fields[0] == word:
-                return fields
+            return line
 
     def send(self, line: str) -> None:
         """Write one command line to the child's standard input.

@@ -57,6 +57,13 @@ class LocalServers:
                 targets.append(BenchTarget(label, cluster.url(label, root=ROOT), local=True))
         return targets, skipped
 
+    def pids(self) -> dict[str, list[int]]:
+        """Per server program, the pids of its running members (what the server's CPU is read from)."""
+        return {
+            name: [pid for member in cluster.members if (pid := member.pid) is not None]
+            for name, cluster in self.clusters.items()
+        }
+
     def versions(self) -> dict[str, str]:
         """The servers' versions, ``"unknown"`` where one does not say."""
         versions: dict[str, str] = {}

@@ -37,6 +37,9 @@ class Traits:
             is a connection option (ZooKeeper), rather than a ttl given per registration.
         pipelined_raw_client: the bare client can pipeline writes (kazoo ``create_async``),
             a baseline worth measuring of its own.
+        keepalive_per_instance: each instance is kept alive by requests of its own (etcd v2's
+            TTL refreshes, a third of the ttl apart: N x 3 / ttl requests a second) rather than
+            by one lease or session for all.
         distribution: the distribution that provides the backend plugin.
     """
 
@@ -45,6 +48,7 @@ class Traits:
     default_port: int = 0
     ttl_is_session_timeout: bool = False
     pipelined_raw_client: bool = False
+    keepalive_per_instance: bool = False
     distribution: str = "discovery-registry"
 
     @property
@@ -56,7 +60,9 @@ class Traits:
 TRAITS: dict[str, Traits] = {
     "memory": Traits(in_process=True),
     "etcd": Traits(server="etcd", default_port=2379, distribution="discovery-registry-etcd"),
-    "etcd2": Traits(server="etcd", default_port=2379, distribution="discovery-registry-etcd"),
+    "etcd2": Traits(
+        server="etcd", default_port=2379, keepalive_per_instance=True, distribution="discovery-registry-etcd"
+    ),
     "zookeeper": Traits(
         server="zookeeper",
         default_port=2181,

@@ -48,6 +48,10 @@ def _pairs(pairs: int) -> tuple[str, str]:
     return "", str(pairs)
 
 
+def _watchers(count: int) -> tuple[str, str]:
+    return str(count), "1 watcher" if count == 1 else f"{count:,} watchers"
+
+
 # Registration throughput.
 _REGISTERED = measured("N ÷ seconds from release to the last registration acknowledged")
 REGISTRY_RATE = Metric(
@@ -344,7 +348,7 @@ REQUESTED_RESYNC_S = Metric(
     "lower",
     "resync",
     3,
-    each("resync round: seconds until the resync is counted"),
+    each("resync round: seconds from request_resync() to its RESYNCED notice"),
 )
 REQUESTED_CONVERGED_S = Metric(
     "requested_converged_s",
@@ -353,7 +357,7 @@ REQUESTED_CONVERGED_S = Metric(
     "lower",
     "resync",
     3,
-    each("resync round: seconds until wait_converged returns"),
+    each("resync round: seconds until snapshot + events equal a listing at its revision"),
 )
 REQUESTED_EVENTS = Metric(
     "requested_events",
@@ -362,7 +366,7 @@ REQUESTED_EVENTS = Metric(
     "lower",
     "resync",
     3,
-    each("resync round: events flagged resync"),
+    each("resync round: events between the requested resync's RESYNC_STARTED and RESYNCED notices"),
 )
 GAP_DELIVERED_S = Metric(
     "gap_delivered_s",
@@ -380,7 +384,7 @@ GAP_CONVERGED_S = Metric(
     "lower",
     "resync",
     3,
-    each("gap round: seconds until wait_converged returns"),
+    each("gap round: seconds until snapshot + events equal a listing at its revision"),
 )
 GAP_MISSING = Metric(
     "gap_missing",
@@ -398,8 +402,147 @@ GAP_EXTRA = Metric(
     "lower",
     "resync",
     3,
-    each("gap round: unchanged instances emitted"),
+    each("gap round: instances not changed by the round that the resync emitted"),
 )
+
+# Scale: one holder process grows step by step at one ttl until a step loses an instance; then watcher fan-out.
+SCALE_KNEE = Metric(
+    "knee",
+    "knee: the most instances held with zero expiries",
+    "",
+    "higher",
+    "scale",
+    3,
+    measured("the largest step every instance of which was kept alive through the step (0: none)"),
+)
+SCALE_LIMIT = Metric(
+    "limit",
+    "the first step that lost an instance (or failed)",
+    "",
+    "",
+    "scale",
+    3,
+    measured("the first step at which an instance expired or the step failed; the reason is in the notes"),
+)
+SCALE_EXPIRED = Metric(
+    "expired_{}",
+    "expiries, {} instances",
+    "",
+    "lower",
+    "scale",
+    3,
+    measured(
+        "expiries through the step, the larger of: REMOVED events a watcher saw, re-registrations the holder "
+        "made, instances not alive at the end (an instance re-registered may expire again)"
+    ),
+    _instances,
+)
+SCALE_REGISTER_PER_S = Metric(
+    "register_per_s_{}",
+    "registrations/s while growing, {} instances",
+    "/s",
+    "higher",
+    "scale",
+    3,
+    measured("instances added ÷ seconds until the holder acknowledged the last"),
+    _instances,
+)
+SCALE_REQUESTS_PER_S = Metric(
+    "requests_per_s_{}",
+    "keep-alive: server requests/s, {} instances",
+    "/s",
+    "lower",
+    "scale",
+    3,
+    measured("server request counter increase ÷ hold seconds, the holder idle"),
+    _instances,
+)
+SCALE_CPU_PCT = Metric(
+    "cpu_pct_{}",
+    "keep-alive: client CPU, {} instances",
+    "%",
+    "lower",
+    "scale",
+    3,
+    measured("holder CPU seconds ÷ hold seconds x 100"),
+    _instances,
+)
+SCALE_SERVER_CPU_PCT = Metric(
+    "server_cpu_pct_{}",
+    "keep-alive: server CPU, {} instances",
+    "%",
+    "lower",
+    "scale",
+    3,
+    measured("server processes' CPU seconds ÷ hold seconds x 100 (psutil)"),
+    _instances,
+)
+SCALE_RESYNC_S = Metric(
+    "resync_s_{}",
+    "request_resync() → RESYNCED, {} instances",
+    "s",
+    "lower",
+    "scale",
+    3,
+    measured("seconds from request_resync() to its RESYNCED notice, in a watcher's own process"),
+    _instances,
+)
+SCALE_SNAPSHOT_S = Metric(
+    "snapshot_s_{}",
+    "reg.snapshot(), {} instances",
+    "s",
+    "lower",
+    "scale",
+    3,
+    measured("seconds reg.snapshot() took, in a watcher's own process"),
+    _instances,
+)
+_FANOUT_LATENCIES = "write → consumer latencies, every watcher's (one not delivered counts as later than all)"
+FANOUT_P50_MS = Metric(
+    "fanout_p50_ms_{}", "fan-out p50, {}", "ms", "lower", "scale", 3, percentile_of(50, _FANOUT_LATENCIES), _watchers
+)
+FANOUT_P99_MS = Metric(
+    "fanout_p99_ms_{}", "fan-out p99, {}", "ms", "lower", "scale", 3, percentile_of(99, _FANOUT_LATENCIES), _watchers
+)
+FANOUT_DELIVERED = Metric(
+    "fanout_delivered_{}",
+    "fan-out events delivered within 10 s ÷ (writes x watchers), {}",
+    "",
+    "higher",
+    "scale",
+    4,
+    measured("new instances seen by each watcher within 10 s of the last write, added up ÷ (writes x watchers)"),
+    _watchers,
+)
+FANOUT_SERVER_CPU_PCT = Metric(
+    "fanout_server_cpu_pct_{}",
+    "fan-out server CPU while writing, {}",
+    "%",
+    "lower",
+    "scale",
+    3,
+    measured("server processes' CPU seconds ÷ seconds from the first write until every watcher had every write x 100"),
+    _watchers,
+)
+FANOUT_OPEN_S = Metric(
+    "fanout_open_s_{}",
+    "fan-out: seconds to open the watches up to {}",
+    "s",
+    "lower",
+    "scale",
+    3,
+    measured("seconds to open this level's new watches, spread over the watcher processes (each lists everything)"),
+    _watchers,
+)
+SCALE_SERIES = (
+    SCALE_REQUESTS_PER_S,
+    SCALE_CPU_PCT,
+    SCALE_SERVER_CPU_PCT,
+    SCALE_RESYNC_S,
+    SCALE_SNAPSHOT_S,
+    SCALE_REGISTER_PER_S,
+)
+"""The per-step costs the scale plot draws against N."""
 
 # Peer membership (tooz).
 _JOINS, _LEAVES = "join → notification latencies", "leave → notification latencies"

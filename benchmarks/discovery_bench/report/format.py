@@ -1,8 +1,9 @@
 """How numbers read in the report, the terminal summary and the README: values, ranges, ``n/a``.
 
-One place decides how a metric's cell reads (``545 (520-560) /s``, ``n/a``),
-so the Markdown report, the rich summary and the README section, all
-generated from ``report.json``, can never disagree.
+One place decides how a metric's cell reads (``545 (520-560) /s``, ``n/a``)
+and how a goal's verdict reads (a mark and the figure, or ``n/a: why``), so
+the Markdown report, the rich summary and the README section, all generated
+from ``report.json``, can never disagree.
 """
 
 from __future__ import annotations
@@ -37,3 +38,14 @@ def cell_text(cell: dict[str, Any] | None, metric: dict[str, Any], ranges: bool 
 def na_reason(cell: dict[str, Any] | None) -> str:
     """Why a cell has no value."""
     return str((cell or {}).get("na", "not measured"))
+
+
+def verdict_text(verdict: dict[str, Any], marks: dict[bool | None, str]) -> str:
+    """A goal's verdict for one backend: its mark (``marks`` by met, missed, not measured) and the figure.
+
+    A goal that does not apply to the backend reads ``n/a: why``, without a mark.
+    """
+    display = str(verdict.get("display", "not measured"))
+    if "na" in verdict:
+        return display
+    return f"{marks[verdict.get('met')]} {display}"

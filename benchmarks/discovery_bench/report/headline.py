@@ -33,6 +33,7 @@ _ROWS: list[tuple[Metric, str | int | None]] = [
     (m.CPU_PCT, _LAST),
     (m.GAP_CONVERGED_S, None),
     (m.RSS_PER_10K_REGISTERED, None),
+    (m.SCALE_KNEE, None),
 ]
 """(metric, member): a key tag, the first or last member present, or None for a single metric."""
 
@@ -47,7 +48,16 @@ def _pick_label(report: Report) -> str:
     return f"provider.pick() calls/s, {instances:,} instances"
 
 
-_LABELS: dict[str, Callable[[Report], str]] = {m.GAP_CONVERGED_S.key: _resync_label, m.PICK_PER_S.key: _pick_label}
+def _knee_label(report: Report) -> str:
+    ttl = report["workloads"][m.SCALE_KNEE.section]["params"].get("ttl_s", 0)
+    return f"scale knee: most instances one process kept alive at ttl {ttl:g} s"
+
+
+_LABELS: dict[str, Callable[[Report], str]] = {
+    m.GAP_CONVERGED_S.key: _resync_label,
+    m.PICK_PER_S.key: _pick_label,
+    m.SCALE_KNEE.key: _knee_label,
+}
 """Rows whose label says more than the metric's own (the size it was measured at)."""
 
 

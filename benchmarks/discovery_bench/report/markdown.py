@@ -11,7 +11,7 @@ from typing import Any
 
 from discovery_bench.metrics import Metric
 from discovery_bench.report.document import Report
-from discovery_bench.report.format import cell_text, na_reason
+from discovery_bench.report.format import cell_text, na_reason, verdict_text
 from discovery_bench.report.headline import headline_rows
 from discovery_bench.report.parity import NO_RESULTS
 
@@ -22,6 +22,7 @@ PLOT_SECTIONS = {
     "burst": ["burst_completeness.png"],
     "detection": ["detection_vs_ttl.png"],
     "keepalive": ["keepalive_cost.png"],
+    "scale": ["scale_cost.png"],
 }
 
 
@@ -50,8 +51,7 @@ def _parity_cell(cell: dict[str, Any]) -> str:
     return text
 
 
-def _mark(met: bool | None) -> str:
-    return {True: "✅", False: "❌", None: "—"}[met]
+_MARKS: dict[bool | None, str] = {True: "✅", False: "❌", None: "—"}
 
 
 def render_markdown(report: Report) -> str:
@@ -81,7 +81,7 @@ def render_markdown(report: Report) -> str:
     lines += ["", "## Goals (measured, not asserted)", ""]
     goal_rows = []
     for goal in report.get("goals", []):
-        cells = [f"{_mark(v['met'])} {v['display']}" for v in (goal["backends"].get(b, {}) for b in backends)]
+        cells = [verdict_text(goal["backends"].get(b, {}), _MARKS) for b in backends]
         progress = f"{goal['met']} of {goal['measured']}" + (f" ({goal['note']})" if goal.get("note") else "")
         goal_rows.append([goal["title"], *cells, progress])
     lines += _table(["goal", *backends, "met"], goal_rows)

@@ -1,10 +1,13 @@
 """The report's plots, drawn with matplotlib's Agg canvas from ``report.json`` data alone.
 
-Five figures: registration throughput bars (registry against raw client,
+Six figures: registration throughput bars (registry against raw client,
 min-max as error bars), the latency distribution of watch propagation per
 backend and rate (registry solid, raw client dashed), burst completeness
 against the naive loop, keep-alive cost against instance count on log axes,
-and detection time against ttl with the ttl and ttl + 1 s lines. A figure
+detection time against ttl with the ttl and ttl + 1 s lines, and the scale
+workload's cost of each step against N on log axes (keep-alive requests/s,
+client and server CPU, resync, snapshot, registration rate; a cross marks
+the first step that lost instances) with the fan-out's p99 against watchers. A figure
 whose data is missing (its workload did not run) is not drawn. Figures are
 built with ``matplotlib.figure.Figure``, never pyplot, so no display and no
 global state are involved.
@@ -13,10 +16,12 @@ global state are involved.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 
 from discovery_bench.harness.targets import base_label
+from discovery_bench.metrics import Metric
 from discovery_bench.metrics import catalogue as m
 from discovery_bench.report.document import Report
 
@@ -144,21 +149,83 @@ def _keepalive(report: Report, backends: list[str], out: Path) -> str | None:
                 drawn = True
                 lowest = min(lowest, *(y for _, y in points))
                 axes.plot(*zip(*points, strict=True), "o-", color=_colour(backend), label=backend)
-        axes.set_xscale("log")
-        if lowest > 0:
-            axes.set_yscale("log")
-        else:
-            axes.set_yscale("symlog", linthresh=0.1)
-            axes.set_ylim(bottom=0)
+        _log_scale(axes, lowest)
         axes.set_xlabel("live instances (log)")
         axes.set_ylabel(f"{ylabel} (log)")
-        axes.grid(True, which="both", alpha=0.3)
         if axes.get_lines():
             axes.legend(fontsize="small")
     if not drawn:
         return None
     figure.suptitle("Keep-alive cost against live instances")
     return _save(figure, out / "keepalive_cost.png")
+
+
+def _log_scale(axes: Any, lowest: float) -> None:
+    """Log axes; a symmetric log y axis when a value is 0 (a log axis cannot show it)."""
+    axes.set_xscale("log")
+    if lowest > 0:
+        axes.set_yscale("log")
+    else:
+        axes.set_yscale("symlog", linthresh=0.1)
+        axes.set_ylim(bottom=0)
+    axes.grid(True, which="both", alpha=0.3)
+
+
+def _scale(report: Report, backends: list[str], out: Path) -> str | None:
+    workloads = report.get("workloads", {})
+    section = workloads.get(m.SCALE_KNEE.section)
+    if not section:
+        return None
+    steps = section["params"].get("steps", [])
+    watchers = section["params"].get("fanout_watchers", [])
+    panels: list[tuple[Metric, list[int], str]] = [(metric, steps, "live instances") for metric in m.SCALE_SERIES]
+    panels.append((m.FANOUT_P99_MS, watchers, f"watchers over {section['params'].get('fanout_instances', 0):,}"))
+    figure = Figure(figsize=(13, 7.5))
+    drawn = False
+    for i, (metric, sizes, xlabel) in enumerate(panels, 1):
+        axes = figure.add_subplot(2, 4, i)
+        lowest = float("inf")
+        for backend in backends:
+            points = [(n, c["median"]) for n in sizes if (c := metric.cell(workloads, backend, metric.key_at(str(n))))]
+            if not points:
+                continue
+            drawn = True
+            lowest = min(lowest, *(y for _, y in points))
+            axes.plot(*zip(*points, strict=True), "o-", color=_colour(backend), label=backend, markersize=4)
+            limit = m.SCALE_LIMIT.cell(workloads, backend)
+            failed = [(n, y) for n, y in points if limit is not None and n == limit["median"]]
+            if failed and metric in m.SCALE_SERIES:
+                axes.plot(*zip(*failed, strict=True), "x", color="black", markersize=10, markeredgewidth=2)
+        _log_scale(axes, lowest)
+        axes.set_title(metric.label.split("{}")[0].rstrip(", "), fontsize="small")
+        axes.set_xlabel(f"{xlabel} (log)", fontsize="small")
+        axes.set_ylabel(metric.unit or "count", fontsize="small")
+        if axes.get_lines():
+            axes.legend(fontsize="x-small")
+    if not drawn:
+        return None
+    _knees(figure.add_subplot(2, 4, 8), workloads, backends, steps)
+    ttl = section["params"].get("ttl_s", "?")
+    figure.suptitle(f"Scale: cost against live instances at ttl {ttl} s (x: the first step that lost instances)")
+    return _save(figure, out / "scale_cost.png")
+
+
+def _knees(axes: Any, workloads: dict[str, Any], backends: list[str], steps: list[int]) -> None:
+    """The knee of each backend as a bar, labelled with what stopped it (or that every step held)."""
+    for j, backend in enumerate(backends):
+        knee = m.SCALE_KNEE.cell(workloads, backend)
+        if knee is None:
+            continue
+        limit = m.SCALE_LIMIT.cell(workloads, backend)
+        value = float(knee["median"])
+        text = f"{value:,.0f}\nlost at {float(limit['median']):,.0f}" if limit else f"≥ {value:,.0f}\nall held"
+        axes.bar(j, max(value, 1.0), 0.6, color=_colour(backend))
+        axes.annotate(text, (j, max(value, 1.0)), ha="center", va="bottom", fontsize="x-small")
+    axes.set_xticks(range(len(backends)), backends, fontsize="small")
+    axes.set_yscale("log")
+    axes.set_ylim(bottom=max(1.0, min(steps or [3]) / 3), top=max(steps or [10]) * 4)
+    axes.set_title("knee: most instances held, zero expiries", fontsize="small")
+    axes.set_ylabel("instances (log)", fontsize="small")
 
 
 def _detection(report: Report, backends: list[str], out: Path) -> str | None:
@@ -196,7 +263,7 @@ def make_plots(report: Report, out: Path) -> list[str]:
     """Draw every plot the report has data for into ``out``; return the file names."""
     backends = list(report.get("backends", {}))
     names = []
-    for draw in (_register, _propagation, _burst, _keepalive, _detection):
+    for draw in (_register, _propagation, _burst, _keepalive, _detection, _scale):
         name = draw(report, backends, out)
         if name is not None:
             names.append(name)

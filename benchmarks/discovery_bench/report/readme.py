@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from discovery_bench.report.format import verdict_text
 from discovery_bench.report.headline import headline_rows
 
 __all__ = ["bench_section", "render_section"]
@@ -44,11 +45,11 @@ def render_section(report: dict[str, Any], source: str = "bench-report/report.js
         goals = report.get("goals", [])
         if goals:
             lines += ["", _row(["goal (measured, not asserted)", *backends]), "|" + "---|" * (len(backends) + 1)]
-            marks = {True: "✅", False: "❌", None: "—"}
+            marks: dict[bool | None, str] = {True: "✅", False: "❌", None: "—"}
             for goal in goals:
                 cells = [
-                    f"{marks[v['met']]} {v['display']}"
-                    for v in (goal["backends"].get(b, {"met": None, "display": "n/a"}) for b in backends)
+                    verdict_text(goal["backends"].get(b, {"met": None, "display": "not measured"}), marks)
+                    for b in backends
                 ]
                 lines.append(_row([goal["title"] + (f" ({goal['note']})" if goal.get("note") else ""), *cells]))
     else:

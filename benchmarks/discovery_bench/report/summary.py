@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from discovery_bench.report.document import Report
+from discovery_bench.report.format import verdict_text
 from discovery_bench.report.headline import headline_rows
+
+
+def _verdicts(goal: dict[str, Any], backends: list[str]) -> list[dict[str, Any]]:
+    return [goal["backends"].get(b, {"met": None, "display": "not measured"}) for b in backends]
 
 
 def print_summary(report: Report, console: Console, out: Path) -> None:
@@ -30,9 +37,9 @@ def print_summary(report: Report, console: Console, out: Path) -> None:
     for backend in backends:
         goals.add_column(backend, justify="right")
     goals.add_column("met", justify="right")
-    marks = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "-"}
+    marks: dict[bool | None, str] = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "-"}
     for goal in report.get("goals", []):
-        verdicts = [f"{marks[v['met']]} {v['display']}" for v in (goal["backends"][b] for b in backends)]
+        verdicts = [verdict_text({**v, "display": escape(str(v["display"]))}, marks) for v in _verdicts(goal, backends)]
         title = goal["title"] + (f" ({goal['note']})" if goal.get("note") else "")
         goals.add_row(title, *verdicts, f"{goal['met']}/{goal['measured']}")
     console.print(goals)

@@ -6,7 +6,8 @@ backend in turn (round 1: memory, etcd, etcd2, zookeeper; round 2: ...), so
 drift on the machine spreads over all backends alike, then
 :meth:`Workload.teardown`. A workload whose measurement is dominated by the
 server's own clock (expiry after a ttl) may declare ``concurrent = True``: a
-round then runs on every backend at once. :class:`Context` carries what the
+round then runs on every backend at once (a workload may also decide per
+profile, setting it in ``__init__``). :class:`Context` carries what the
 workloads share: the profile, the run's naming, its child processes and the
 populations some workloads build on.
 """
@@ -32,11 +33,14 @@ class Context:
         profile: the sizes of this run.
         naming: the run's service paths.
         children: every child process of the run.
+        server_pids: per server program (``"etcd"``, ``"zookeeper"``), the pids of the servers
+            the run started; empty for registries given with ``--url``, whose processes it cannot see.
     """
 
     profile: Profile
     naming: Naming
     children: Children = field(default_factory=Children)
+    server_pids: dict[str, list[int]] = field(default_factory=dict)
 
     def close(self) -> None:
         """Kill every child process still running."""
@@ -49,7 +53,7 @@ class Workload(abc.ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     description: ClassVar[str]
-    concurrent: ClassVar[bool] = False
+    concurrent: bool = False
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -70,9 +70,18 @@ class HolderPopulation(Population):
 
     def status(self) -> tuple[int, int]:
         """(registrations alive, sessions held) as the holder sees them."""
+        alive, sessions, _ = self.health()
+        return alive, sessions
+
+    def health(self) -> tuple[int, int, int]:
+        """(registrations alive, sessions held, re-registrations since the holder started) as the holder sees them.
+
+        A re-registration is an instance the server dropped (its key expired,
+        its session or lease was lost) that the holder wrote again.
+        """
         self.child.send("status")
         fields = self.child.expect("status", 30)
-        return int(fields[1]), int(fields[2])
+        return int(fields[1]), int(fields[2]), int(fields[3])
 
     def open_watch(self) -> int:
         """Open a watch over the population inside the holder; return the instances in its snapshot."""

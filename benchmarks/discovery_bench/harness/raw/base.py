@@ -77,6 +77,10 @@ class RawChannel(abc.ABC):
     def close(self) -> None:
         """Stop watching, delete the directory, release the clients."""
 
+    def problems(self) -> list[str]:
+        """What went wrong while watching that the delivered count alone would not explain (a dropped watch)."""
+        return []
+
     def _spawn(self, loop: Callable[[], None]) -> None:
         self._thread = threading.Thread(target=loop, name=f"bench-raw-watch-{self.target.label}", daemon=True)
         self._thread.start()
