@@ -123,10 +123,10 @@ def test_convergence_check_catches_a_backend_that_drops_a_removal() -> None:
             wait_converged(watch, writer, [], 2)
 
 
-def test_core_detects_an_update_to_a_key_whose_creation_it_never_saw() -> None:
-    """With every change delivered (INTERMEDIATE_VALUES), a missed creation is a provable gap: resync."""
+def _missed_creation_is_resynced(broken: type[MemoryBackend], **faults: int) -> None:
+    """The seventh change is lost: the update of a key whose creation was never seen proves it, and resyncs."""
     url = _url()
-    with registry_on(DroppingBackend, url, drop_at=7) as watcher, connect(url) as writer:
+    with registry_on(broken, url, **faults) as watcher, connect(url) as writer:
         with watcher.watch("svc") as watch:
             leases = [writer.register("svc", f"i{i}") for i in range(10)]
             for lease in leases:
@@ -134,6 +134,11 @@ def test_core_detects_an_update_to_a_key_whose_creation_it_never_saw() -> None:
             events = wait_converged(watch, writer, [], 10)
         assert watch.gap_reasons == ("inconsistent-stream",)
         assert "i6" in [e.instance_id for e in events if e.resync]
+
+
+def test_core_detects_an_update_to_a_key_whose_creation_it_never_saw() -> None:
+    """With every change delivered (INTERMEDIATE_VALUES), a missed creation is a provable gap: resync."""
+    _missed_creation_is_resynced(DroppingBackend, drop_at=7)
 
 
 def _history(registry: Registry) -> None:
@@ -249,15 +254,7 @@ def test_a_requested_resync_wakes_the_watch() -> None:
 
 @pytest.mark.usefixtures("no_poll")
 def test_a_pushing_stream_that_skips_a_change_is_caught_and_resynced() -> None:
-    url = _url()
-    with registry_on(SkippingBackend, url, skip_at=7) as watcher, connect(url) as writer:
-        with watcher.watch("svc") as watch:
-            leases = [writer.register("svc", f"i{i}") for i in range(10)]
-            for lease in leases:
-                lease.update(meta={"x": 1})
-            events = wait_converged(watch, writer, [], 10)
-        assert watch.gap_reasons == ("inconsistent-stream",)
-        assert "i6" in [e.instance_id for e in events if e.resync]
+    _missed_creation_is_resynced(SkippingBackend, skip_at=7)
 
 
 def test_a_bug_met_in_the_writers_thread_breaks_the_watch_not_the_write(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from discovery.backend import Batch, Change, ChangeStream, Gap, Target
+from discovery.servers import ZooKeeperCluster
 from discovery_zookeeper import ZooKeeperBackend
 
 SESSION_TIMEOUT = 4.0
@@ -101,3 +102,31 @@ def collect() -> Collector:
         return changes
 
     return run
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[ZooKeeperCluster]:
+    """A standalone server of the calling module's own, to pause, kill and restart (the shared one stays healthy)."""
+    with ZooKeeperCluster(members=1, tick_time_ms=100) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_backends(
+    own_cluster: ZooKeeperCluster, root: str, make_target: Callable[..., Target]
+) -> Iterator[BackendFactory]:
+    made: list[ZooKeeperBackend] = []
+
+    def make(**options: object) -> ZooKeeperBackend:
+        backend = ZooKeeperBackend(make_target(own_cluster.hosts, root, **options))
+        made.append(backend)
+        return backend
+
+    yield make
+    for member in own_cluster.members:
+        if member.paused:
+            member.resume()
+        if not member.running:
+            member.restart()
+    for backend in made:
+        backend.close()

@@ -31,7 +31,7 @@ from kazoo.client import KazooClient
 from kazoo.security import ACL, Id, Permissions
 
 import discovery
-from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap, Target
+from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap
 from discovery.errors import BackendTimeout
 from discovery.servers import ZooKeeperCluster
 from discovery.testing.waiting import wait_until
@@ -217,47 +217,21 @@ def test_a_registry_watch_rides_out_a_burst_without_resync_or_break(hosts: str, 
 # -- a genuine timeout: the server answers nothing, the connection stays open ---------------
 
 
-@pytest.fixture(scope="module")
-def pausable() -> Iterator[ZooKeeperCluster]:
-    """A standalone server of this module's own, which a test pauses (the shared one must stay healthy)."""
-    with ZooKeeperCluster(members=1, tick_time_ms=100) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def paused_backends(
-    pausable: ZooKeeperCluster, root: str, make_target: Callable[..., Target]
-) -> Iterator[BackendFactory]:
-    made: list[ZooKeeperBackend] = []
-
-    def make(**options: object) -> ZooKeeperBackend:
-        backend = ZooKeeperBackend(make_target(pausable.hosts, root, **options))
-        made.append(backend)
-        return backend
-
-    yield make
-    for member in pausable.members:
-        if member.paused:
-            member.resume()
-    for backend in made:
-        backend.close()
-
-
 def test_a_read_the_server_never_answers_is_a_timeout_not_a_connection_loss(
-    pausable: ZooKeeperCluster, paused_backends: BackendFactory, root: str
+    own_cluster: ZooKeeperCluster, own_backends: BackendFactory, root: str
 ) -> None:
     # kazoo notices a silent server after two thirds of the session timeout (8 s here);
     # the stall is reported after request_timeout (0.5 s), well before.
-    backend = paused_backends(session_timeout=12.0, request_timeout=0.5)
+    backend = own_backends(session_timeout=12.0, request_timeout=0.5)
     session = backend.session_id
     stream = backend.watch("svc/", None)
-    writer = KazooClient(hosts=pausable.hosts, timeout=30.0)
+    writer = KazooClient(hosts=own_cluster.hosts, timeout=30.0)
     writer.start(timeout=15)
     try:
         writer.create(f"{root}/svc/api/x-{uuid.uuid4().hex[:6]}", VALUE, makepath=True)
         # The notification is queued in the stream; nothing has read it yet.
         wait_until(lambda: len(stream._queue) > 0, 30, message="the notification reached the stream")  # type: ignore[attr-defined]
-        member = pausable.members[0]
+        member = own_cluster.members[0]
         member.pause()
         started = time.monotonic()
         item = stream.next(0.2)

@@ -9,46 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import discovery
-from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap, Target
+from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap
 from discovery.errors import BackendUnavailable, SessionExpired
 from discovery.servers import ZooKeeperCluster
 from discovery.testing.waiting import wait_until
 from discovery_zookeeper import ZooKeeperBackend
 
 BackendFactory = Callable[..., ZooKeeperBackend]
-
-
-@pytest.fixture(scope="module")
-def own_cluster() -> Iterator[ZooKeeperCluster]:
-    """A standalone server this module may pause, kill and restart (each test leaves it running)."""
-    with ZooKeeperCluster(members=1, tick_time_ms=100) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def own_backends(
-    own_cluster: ZooKeeperCluster, root: str, make_target: Callable[..., Target]
-) -> Iterator[BackendFactory]:
-    made: list[ZooKeeperBackend] = []
-
-    def make(**options: object) -> ZooKeeperBackend:
-        backend = ZooKeeperBackend(make_target(own_cluster.hosts, root, **options))
-        made.append(backend)
-        return backend
-
-    yield make
-    for member in own_cluster.members:
-        if member.paused:
-            member.resume()
-        if not member.running:
-            member.restart()
-    for backend in made:
-        backend.close()
 
 
 def next_gap(stream: ChangeStream, timeout: float = 30.0) -> Gap:
