@@ -1,6 +1,7 @@
 """The randomized chaos soak: the no-lost-event promise under faults nobody scripted (``discovery soak``).
 
-Traffic (:mod:`.traffic`, writer and registrant processes), consumers
+Traffic (:mod:`.traffic`, writer and registrant processes, logging to
+:mod:`.records`), consumers
 (:mod:`.consumers`), faults (:mod:`.schedule`) and the run itself
 (:mod:`.runner`) are separate layers; what they record is judged by the
 history checker, :mod:`discovery.testing.history`, and written out by

@@ -29,7 +29,8 @@ from discovery.memory import MemoryBackend
 from discovery.models import Event, EventKind
 from discovery.testing.history import Anomaly, History, Observation, Registrant, WatcherLog, WriteKind, check_history
 from discovery.testing.soak.consumers import Consumer, consumers_for, converge
-from discovery.testing.soak.traffic import WriteLog, run_writer, writes_in
+from discovery.testing.soak.records import WriteLog, writes_in
+from discovery.testing.soak.traffic import run_writer
 
 __all__ = ["CONTROLS", "TAMPERS", "Control", "run_control"]
 
