@@ -18,6 +18,7 @@ import click
 
 from discovery.cli._context import CliState
 from discovery.cli._errors import CliError
+from discovery.cli._signals import until_stopped
 from discovery.testing.soak import BACKENDS, PhaseResult, SoakConfig, run_soak, write_report
 from discovery.testing.soak.runner import environment_seed
 
@@ -77,7 +78,11 @@ def soak(state: CliState, duration: float, seed: int | None, backends: str, out:
         for anomaly in result.anomalies[:10]:
             state.out.print(f"  {anomaly}", markup=False)
 
-    results = run_soak(config, on_phase=told)
+    results: list[PhaseResult] = []
+    with until_stopped():  # SIGTERM too unwinds: servers and traffic processes are stopped
+        results = run_soak(config, on_phase=told)
+    if len(results) < len(config.backends):
+        raise CliError("the soak was stopped before its end: no report")
     write_report(config, results)
     state.note(f"report: {out / 'soak.md'}")
     found = sum(len(r.anomalies) for r in results)

@@ -33,6 +33,18 @@ LOG_NAME = "server.log"
 _POLL = 0.05
 
 
+def dying_with_parent(command: Sequence[str]) -> list[str]:
+    """``command`` run so that the kernel kills it (SIGKILL) when this process dies, where ``setpriv`` exists.
+
+    The death signal follows the thread that started the process, so it is
+    only asked for from the main thread, which lives as long as the process.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv and threading.current_thread() is threading.main_thread():
+        return [setpriv, "--pdeathsig", "KILL", "--", *command]
+    return list(command)
+
+
 def _proc_state(pid: int) -> str | None:
     """The one-letter state of ``pid`` from /proc, or None where /proc cannot tell."""
     try:
@@ -166,10 +178,7 @@ class Member:
         with self._lock:
             if self.running:
                 raise ServerError(f"{self.name} is already running (pid {self.pid})")
-            command = list(self.command)
-            setpriv = shutil.which("setpriv")
-            if setpriv and threading.current_thread() is threading.main_thread():
-                command = [setpriv, "--pdeathsig", "KILL", "--", *command]
+            command = dying_with_parent(self.command)
             self.data_dir.mkdir(parents=True, exist_ok=True)
             with self.log_path.open("ab") as log:
                 log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(self.command)}\n".encode())

@@ -92,7 +92,7 @@ class WatchConsumer(Consumer):
     def _run(self) -> None:
         reopen_at = None if self._reopen_every is None else time.monotonic() + self._reopen_every
         while not self._stop.is_set():
-            if reopen_at is not None and time.monotonic() >= reopen_at:
+            if reopen_at is not None and time.monotonic() >= reopen_at and self._between_revisions():
                 self._watch.close()
                 self._watch = self._reopen()
                 self.log.items.append(Observation(time.time(), None))
@@ -107,13 +107,31 @@ class WatchConsumer(Consumer):
                 return
             if item is None:
                 continue
-            self.log.items.append(Observation(time.time(), item))
-            if isinstance(item, Event) or item.kind in (NoticeKind.RESYNCED, NoticeKind.RESYNC_STARTED):
-                self._last = max(self._last, item.revision)
+            self._take(item)
             if isinstance(item, Notice) and item.kind is NoticeKind.BROKEN:
                 return
             if self._delay:
                 time.sleep(self._delay)
+
+    def _between_revisions(self) -> bool:
+        """Whether the last revision taken is whole: nothing is buffered, and a watch buffers a revision at once.
+
+        A resume point is a whole revision: re-opened with ``since=`` in the
+        middle of one, the rest of it would never come.
+        """
+        try:
+            item = self._watch.next_item(0)
+        except (WatchBroken, RegistryClosed):
+            return True
+        if item is None:
+            return True
+        self._take(item)
+        return False
+
+    def _take(self, item: Event | Notice) -> None:
+        self.log.items.append(Observation(time.time(), item))
+        if isinstance(item, Event) or item.kind in (NoticeKind.RESYNCED, NoticeKind.RESYNC_STARTED):
+            self._last = max(self._last, item.revision)
 
     def _reopen(self) -> Watch:
         """Open the watch again from the last revision seen, retrying while the servers are away (as a user would)."""

@@ -32,6 +32,7 @@ from discovery import Registry, connect
 from discovery.capabilities import Capability
 from discovery.models import Event, Notice, NoticeKind
 from discovery.servers import EtcdCluster, ZooKeeperCluster
+from discovery.servers._process import dying_with_parent
 from discovery.testing.history import Anomaly, History, Registrant, check_history
 from discovery.testing.proxy import LoopbackProxy, proxied
 from discovery.testing.soak.consumers import Consumer, consumers_for, converge
@@ -121,7 +122,7 @@ class _Process:
         command = [sys.executable, "-m", "discovery.testing.soak.traffic", role, "--url", url, "--name", name]
         with open(stderr, "wb") as err:
             self.popen = subprocess.Popen(
-                [*command, "--log", str(log), *arguments], stdout=subprocess.DEVNULL, stderr=err
+                dying_with_parent([*command, "--log", str(log), *arguments]), stdout=subprocess.DEVNULL, stderr=err
             )
 
     def ready(self) -> bool:
