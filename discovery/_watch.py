@@ -927,7 +927,13 @@ class Watch:
             revision = emitted = max(emitted, change.mod_revision)
             if change.kind is ChangeKind.DELETE:
                 if known is None:
-                    if self._cursor.replay and change.key not in updates:
+                    # In replay a delete of a key never seen is told, once: not again from a
+                    # batch at or below what the stream has delivered already.
+                    if (
+                        self._cursor.replay
+                        and change.key not in updates
+                        and change.mod_revision > self._cursor.resume_from
+                    ):
                         events.append(
                             Event(EventKind.REMOVED, parsed.service, parsed.name, None, revision, False, change.expired)
                         )

@@ -17,6 +17,7 @@ from discovery.memory import MemoryBackend
 from discovery.models import Event, Notice, NoticeKind
 from discovery.testing.checks import collect, drain, kinds_by_instance, state, wait_converged
 from discovery.testing.memory import MemoryFixtures
+from discovery.testing.soak.controls import CONTROLS
 from discovery.testing.suite import RegistrySuite
 from tests.helpers import DroppingBackend, FlakyBackend, registry_on
 
@@ -271,3 +272,17 @@ def test_a_bug_met_in_the_writers_thread_breaks_the_watch_not_the_write(monkeypa
         with pytest.raises(WatchBroken, match=r"internal error.*a bug in the engine"):
             watch.get(10)
         assert watch.stats().state == "broken"
+
+
+def test_a_replayed_delete_is_told_once_when_the_stream_repeats_its_batch() -> None:
+    """Found by the soak: in replay a delete of a key never seen is told, but a repeated batch must not repeat it."""
+    repeating = next(c.backend for c in CONTROLS if c.expect is None)  # its 20th batch comes twice
+    url = _url()
+    with connect(url) as writer:
+        leases = [writer.register("svc", f"i{i}") for i in range(10)]
+        for lease in leases:
+            lease.close()  # the 20th batch is the last delete
+        with registry_on(repeating, url) as watcher, watcher.watch("svc", since=0) as watch:
+            events = collect(watch, lambda e: len(e) >= 20, 10)
+            assert watch.get(0.5) is None, "the repeated delete was told again"
+    assert [e.kind for e in events] == [EventKind.ADDED] * 10 + [EventKind.REMOVED] * 10
