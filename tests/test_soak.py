@@ -87,9 +87,9 @@ def test_each_faulty_backend_is_caught_by_its_property(
 
 @pytest.mark.parametrize("prop", sorted(TAMPERS))
 def test_a_tampered_recording_is_caught_by_its_property(prop: str, control_results: dict[str, list[Anomaly]]) -> None:
-    found = control_results[f"tamper {prop}"]
-    assert [a.property for a in found] == [prop]
-    assert found[0].key in str(found[0])
+    named = [a for a in control_results[f"tamper {prop}"] if a.property == prop]
+    assert len(named) == 1, control_results[f"tamper {prop}"]
+    assert named[0].key in str(named[0])
 
 
 def test_every_property_has_a_negative_control() -> None:

@@ -275,6 +275,21 @@ def _in_resync(walk: _Walk, low: int, high: int) -> bool:
     return any(start < high and end > low for start, end in walk.resyncs)
 
 
+def _widen_resyncs(walk: _Walk) -> None:
+    """Without an atomic snapshot a listing's revision is only a floor: it may hold changes up to the next event.
+
+    So a resync's window reaches up to (not including) the revision of the
+    first event delivered after it: a change made and undone before the
+    listing read its key is folded into the listing, and told by nothing.
+    """
+    revisions = sorted(event.revision for _, _, event in walk.events if not event.resync)
+    widened = []
+    for start, end in walk.resyncs:
+        after = bisect.bisect_right(revisions, end)
+        widened.append((start, revisions[after] - 1 if after < len(revisions) else walk.last_revision))
+    walk.resyncs = widened
+
+
 def check_ordered(log: WatcherLog, walk: _Walk, capabilities: frozenset[Capability]) -> Iterator[Anomaly]:
     """Revisions never decrease; where every value is delivered, instance revisions do not either."""
     last = log.start_revision
@@ -350,6 +365,8 @@ def _owners(history: History) -> dict[str, str]:
 def check_reliable(log: WatcherLog, walk: _Walk, history: History) -> Iterator[Anomaly]:
     """Every acknowledged change after the watcher's start and up to its last revision was delivered or resynced."""
     every_value = Capability.INTERMEDIATE_VALUES in history.capabilities
+    if Capability.ATOMIC_SNAPSHOT not in history.capabilities:
+        _widen_resyncs(walk)
     delivered: dict[str, list[Event]] = defaultdict(list)
     for _, _, event in walk.events:
         delivered[_path(event)].append(event)
