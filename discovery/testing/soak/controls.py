@@ -326,7 +326,7 @@ def run_control(
         stop.set()
         for thread in threads:
             thread.join(10.0)
-        store = converge(admin, consumers, ["r0"], _PREFIX, timeout=5.0)
+        store = converge(admin, consumers, ["r0"], _PREFIX, timeout=15.0)
         logs = [consumer.stop() for consumer in consumers]
         if tamper is not None:
             tamper(logs[0])
