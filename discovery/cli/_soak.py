@@ -93,7 +93,7 @@ def soak(state: CliState, duration: float, seed: int | None, backends: str, out:
 def _run_controls(state: CliState) -> None:
     from discovery.testing.soak.controls import CONTROLS, run_control
 
-    with concurrent.futures.ThreadPoolExecutor(len(CONTROLS)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = {control: pool.submit(run_control, control.backend) for control in CONTROLS}
     failed = 0
     for control, future in futures.items():

@@ -35,6 +35,8 @@ from discovery.testing.soak.traffic import run_writer
 __all__ = ["CONTROLS", "TAMPERS", "Control", "run_control"]
 
 _PREFIX = "soak"
+_TTL = 1.0
+"""The registrants' ttl: short, so a killed one expires soon after the kill."""
 
 
 class _FaultyStream(ChangeStream):
@@ -263,7 +265,7 @@ def _memory(registry: Registry) -> MemoryBackend:
 def run_control(
     backend: type[MemoryBackend],
     *,
-    seconds: float = 4.0,
+    seconds: float = 6.0,
     seed: int = 1,
     tamper: Callable[[WatcherLog], None] | None = None,
 ) -> list[Anomaly]:
@@ -311,16 +313,16 @@ def run_control(
             registries.append(registry)
             log = WriteLog(stream, name)
             for i in range(5):
-                registration = registry.register(f"{_PREFIX}/{name}", f"i{i}", ttl=0.5)
+                registration = registry.register(f"{_PREFIX}/{name}", f"i{i}", ttl=_TTL)
                 log.write(WriteKind.REGISTER, registration.key, registration.instance.revision)
             holders[name] = registry
-            registrants[name] = Registrant(name, 0.5)
+            registrants[name] = Registrant(name, _TTL)
         time.sleep(seconds / 4)
         _memory(holders["r1"]).expire_sessions()
         time.sleep(seconds / 4)
         held = frozenset(r.key for r in holders["r0"].registrations() if r.alive)
         _memory(holders["r0"]).abandon()
-        registrants["r0"] = Registrant("r0", 0.5, time.time(), held)
+        registrants["r0"] = Registrant("r0", _TTL, time.time(), held)
         time.sleep(seconds / 2)
         ended_at = time.time()
         stop.set()
