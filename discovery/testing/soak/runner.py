@@ -23,10 +23,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from discovery import Registry, connect
 from discovery.capabilities import Capability
@@ -118,6 +117,7 @@ class _Process:
         self.name = name
         self.log = log
         self.killed_at: float | None = None
+        self.ttl = 0.0
         stderr = log.with_suffix(".stderr")
         command = [sys.executable, "-m", "discovery.testing.soak.traffic", role, "--url", url, "--name", name]
         with open(stderr, "wb") as err:
@@ -126,7 +126,7 @@ class _Process:
             )
 
     def ready(self) -> bool:
-        return any(line.get("ready") for line in _lines(self.log))
+        return any(record.get("ready") for record in records_in(_text_lines(self.log)))
 
     def alive(self) -> bool:
         return self.popen.poll() is None and self.killed_at is None
@@ -144,12 +144,6 @@ class _Process:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def _lines(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        return iter(())
-    return records_in(path.read_text(encoding="utf-8").splitlines())
 
 
 def _text_lines(path: Path) -> list[str]:
@@ -197,6 +191,7 @@ class _Phase:
 
     def spawn_registrant(self, count: int, ttl: float) -> _Process:
         process = self._spawn("registrant", ["--count", str(count), "--ttl", f"{ttl:g}"])
+        process.ttl = ttl
         self.registrants.append(process)
         return process
 
@@ -304,7 +299,7 @@ def _soak(
     registrants = {
         p.name: Registrant(
             p.name,
-            _ttl_of(p, phase),
+            p.ttl,
             p.killed_at,
             alive_at(_text_lines(p.log), p.killed_at) if p.killed_at is not None else frozenset(),
         )
@@ -323,12 +318,6 @@ def _soak(
     if result.anomalies:
         write_recording(phase.dir, logs)  # what to read to explain them
     return result
-
-
-def _ttl_of(process: _Process, phase: _Phase) -> float:
-    command = process.popen.args
-    assert isinstance(command, list)
-    return float(command[command.index("--ttl") + 1]) if "--ttl" in command else phase.config.ttl
 
 
 def run_soak(config: SoakConfig, *, on_phase: Callable[[PhaseResult], None] | None = None) -> list[PhaseResult]:
