@@ -26,7 +26,12 @@ with ``multiRead`` requests (:mod:`discovery_zookeeper._multi_read`, a few
 hundred paths each, each path once however many notifications name it: the
 deletes below one service share one read of its ``pzxid``), and
 notifications that arrive meanwhile join the same batch, so a batch's reads
-see the writes its notifications report. A burst of 10,000 expiries costs
+see the writes its notifications report. Each notification is told from the
+batch's newest read of its path: a read may run ahead of notifications still
+on their way (a register, its session's loss and the re-registration read
+as one state), so a znode read after its delete was notified, created again
+or not, shows as a value-less creation before that delete, never as the
+later incarnation's value before it. A burst of 10,000 expiries costs
 tens of requests, not 10,000. Since a read may see a state newer than the
 next notification's, :func:`order` tightens the approximate revisions and
 sorts each batch into commit order (revisions never decrease within a batch;
@@ -77,6 +82,7 @@ _MAX_BATCH = 1000
 _POLL = 0.5
 """Seconds between two checks that the client can still reconnect, while waiting."""
 _CONNECTION_ERRORS = (BackendUnavailable, SessionExpired)
+_CHANGE_KINDS = (NotificationKind.CREATED, NotificationKind.DATA_CHANGED, NotificationKind.DELETED)
 Outcome = tuple[bytes, ZnodeStat] | ReadFailed
 """What one read of a ``multiRead`` gave: the znode's data and stat, or the server's refusal."""
 
@@ -277,13 +283,15 @@ class ZooKeeperChangeStream(ChangeStream):
             if notes is None or isinstance(notes, Gap):
                 return notes
             try:
-                observed = self._read(notes)
+                outcomes: dict[str, Outcome] = {}
+                self._read(notes, outcomes)
                 while len(notes) < _MAX_BATCH:
                     more = self._take_ready(_MAX_BATCH - len(notes))
                     if not more:
                         break
                     notes.extend(more)
-                    observed.extend(self._read(more))
+                    self._read(more, outcomes)
+                observed = self._observations(notes, outcomes)
             except BackendTimeout as exc:
                 _log.warning("zookeeper stream below %r: read stalled (%s); reporting a gap", self._below, exc)
                 return self._finish("timeout")
@@ -356,32 +364,55 @@ class ZooKeeperChangeStream(ChangeStream):
             self._queue.popleft()
         return notes
 
-    def _read(self, notes: list[Notification]) -> list[Observed]:
-        """Read what the notifications report, with ``multiRead``; the observations come in notification order.
+    def _read(self, notes: list[Notification], outcomes: dict[str, Outcome]) -> None:
+        """Read what the notifications report, with ``multiRead``, into ``outcomes`` (newer reads replace older).
 
-        A created or changed znode is read itself; a deleted one's parent is
-        read for its ``pzxid``. Each path is read once, in as few requests as
-        :data:`READS_PER_REQUEST` allows, all sent before the first reply is
-        awaited; the ``pzxid`` of a gone parent (or of the parent of a znode
-        gone before its read) comes from the nearest ancestor that exists, in
-        further rounds of reads.
+        A created or changed znode is read itself; the parent of a created or
+        deleted one is read for its ``pzxid`` (a bound on the revision of a
+        delete, or of a creation gone before its read), in the same round, so
+        that the bound is never older than the notification. Each path is
+        read once, in as few requests as :data:`READS_PER_REQUEST` allows, all
+        sent before the first reply is awaited.
         """
-        relevant: list[tuple[Notification, str]] = []
         wanted: dict[str, None] = {}
         for note in notes:
-            key = self._namespace.key(note.path)
-            if key is None or not note.path.startswith(self._below):
+            if note.kind not in _CHANGE_KINDS or not note.path.startswith(self._below):
                 continue
-            if note.kind in (NotificationKind.CREATED, NotificationKind.DATA_CHANGED):
+            if self._namespace.key(note.path) is None:
+                continue
+            if note.kind is not NotificationKind.DELETED:
                 wanted[note.path] = None
-            elif note.kind is NotificationKind.DELETED:
+            if note.kind is not NotificationKind.DATA_CHANGED:
                 wanted[parent(note.path)] = None
-            else:
-                continue
-            relevant.append((note, key))
         with ERRORS.boundary(f"read below {self._below!r}"):
-            outcomes = self._read_paths(list(wanted))
-            # A delete's revision, and that of a create whose znode is gone already, come from the parent.
+            outcomes.update(self._read_paths(list(wanted)))
+
+    def _observations(self, notes: list[Notification], outcomes: dict[str, Outcome]) -> list[Observed]:
+        """What a batch's notifications report, in notification order, from the batch's newest reads.
+
+        ZooKeeper sends a notification before the reply of any read that
+        sees its change, so once the queue is empty after a round of reads,
+        every change those reads saw has its notification in the batch: the
+        newest read of a path is the state after the path's last notification.
+        A created or changed znode whose delete follows in the batch was
+        therefore read too late (gone, or a later incarnation): its value is
+        lost, and a creation still shows, value-less, before the delete. The
+        ``pzxid`` of a gone parent comes from the nearest ancestor that
+        exists, in further rounds of reads.
+        """
+        relevant = [
+            (note, key)
+            for note in notes
+            if note.kind in _CHANGE_KINDS
+            and note.path.startswith(self._below)
+            and (key := self._namespace.key(note.path)) is not None
+        ]
+        # Per key, the position of its last delete and of its last other notification.
+        last_delete: dict[str, int] = {}
+        last_other: dict[str, int] = {}
+        for index, (note, key) in enumerate(relevant):
+            (last_delete if note.kind is NotificationKind.DELETED else last_other)[key] = index
+        with ERRORS.boundary(f"read below {self._below!r}"):
             needed = [
                 parent(note.path)
                 for note, _ in relevant
@@ -390,8 +421,14 @@ class ZooKeeperChangeStream(ChangeStream):
             ]
             pzxids = self._nearest_pzxids(needed, outcomes) if needed else {}
             observed: list[Observed] = []
-            for note, key in relevant:
-                item = self._observe(note, key, outcomes, pzxids)
+            for index, (note, key) in enumerate(relevant):
+                if note.kind is NotificationKind.DELETED:
+                    recreated = last_other.get(key, -1) > index
+                    item = self._observe_delete(note, key, outcomes, pzxids, recreated=recreated)
+                elif last_delete.get(key, -1) > index:
+                    item = self._observe_undone(note, key, pzxids)
+                else:
+                    item = self._observe(note, key, outcomes, pzxids)
                 if item is not None:
                     observed.append(item)
             return observed
@@ -459,21 +496,14 @@ class ZooKeeperChangeStream(ChangeStream):
     def _observe(
         self, note: Notification, key: str, outcomes: dict[str, Outcome], pzxids: dict[str, int]
     ) -> Observed | None:
-        if note.kind is NotificationKind.DELETED:
-            self._seen.pop(key, None)
-            revision = pzxids[parent(note.path)]
-            return Observed(Change(ChangeKind.DELETE, key, None, 0, revision, None), approximate=True)
+        """A created or changed znode, from its newest read."""
         outcome = outcomes[note.path]
         if isinstance(outcome, ReadFailed):
             if outcome.code == NoAuthError.code:
                 return None
             if outcome.code != NoNodeError.code:
                 raise outcome.exception()
-            if note.kind is not NotificationKind.CREATED:
-                return None
-            self._seen.pop(key, None)
-            revision = pzxids[parent(note.path)] - 1
-            return Observed(Change(ChangeKind.PUT, key, None, 0, revision), approximate=True)
+            return self._observe_undone(note, key, pzxids)
         data, stat = outcome
         if not stat.ephemeralOwner and not data:
             if note.kind is NotificationKind.CREATED:
@@ -485,6 +515,35 @@ class ZooKeeperChangeStream(ChangeStream):
             return None
         self._seen[key] = revisions
         return Observed(Change(ChangeKind.PUT, key, bytes(data), stat.czxid, stat.mzxid), approximate=False)
+
+    def _observe_undone(self, note: Notification, key: str, pzxids: dict[str, int]) -> Observed | None:
+        """A created or changed znode deleted before its read: a creation shows, value-less, below the delete."""
+        self._seen.pop(key, None)
+        if note.kind is not NotificationKind.CREATED:
+            return None
+        revision = pzxids[parent(note.path)] - 1
+        return Observed(Change(ChangeKind.PUT, key, None, 0, revision), approximate=True)
+
+    def _observe_delete(
+        self, note: Notification, key: str, outcomes: dict[str, Outcome], pzxids: dict[str, int], *, recreated: bool
+    ) -> Observed | None:
+        """A deleted znode; its revision is bounded by the parent's ``pzxid`` and, if re-created, by the new ``czxid``.
+
+        A re-created znode whose newest read was told already (by a batch
+        cut short before this delete's notification, whose read ran ahead
+        of it) keeps what was told: the consumer holds the current
+        incarnation, and a delete stamped after it would take it away.
+        """
+        revision = pzxids[parent(note.path)]
+        outcome = outcomes.get(note.path)
+        if recreated and outcome is not None and not isinstance(outcome, ReadFailed):
+            czxid = int(outcome[1].czxid)
+            told = self._seen.get(key)
+            if told is not None and told[0] == czxid:
+                return None
+            revision = min(revision, czxid - 1)
+        self._seen.pop(key, None)
+        return Observed(Change(ChangeKind.DELETE, key, None, 0, revision, None), approximate=True)
 
     def _cancelled(self) -> bool:
         return self._closed or self._backend_closed()

@@ -24,6 +24,7 @@ from discovery.errors import (
 from discovery.servers import ZooKeeperCluster, free_ports
 from discovery.testing.waiting import wait_until
 from discovery_zookeeper import ZooKeeperBackend, ZooKeeperSession
+from discovery_zookeeper import _stream as zookeeper_stream
 
 BackendFactory = Callable[..., ZooKeeperBackend]
 Collector = Callable[[ChangeStream, Callable[[list[Change]], bool]], list[Change]]
@@ -189,6 +190,85 @@ def test_a_key_gone_before_it_was_read_still_shows_as_put_then_delete(
         (ChangeKind.DELETE, "flap/i0", None, 0),
     ]
     assert changes[0].mod_revision < changes[1].mod_revision
+
+
+def _final_state(changes: list[Change]) -> dict[str, bytes | None]:
+    """What a consumer applying ``changes`` in order ends up holding."""
+    state: dict[str, bytes | None] = {}
+    for change in changes:
+        if change.kind is ChangeKind.DELETE:
+            state.pop(change.key, None)
+        else:
+            state[change.key] = change.value
+    return state
+
+
+def test_a_key_re_created_before_any_read_shows_put_delete_put_in_order(
+    backends: BackendFactory, collect: Collector
+) -> None:
+    # A register, its loss and the re-registration, all notified before the stream reads:
+    # every read sees the second incarnation, which must not come before the delete.
+    watcher, writer = backends(), backends()
+    stream = watcher.watch("", None)
+    session = writer.open_session(5)
+    writer.put("again/i0", b'{"v":1}', session)
+    writer.delete("again/i0", session)
+    recreated = writer.put("again/i0", b'{"v":2}', session)
+    changes = collect(stream, lambda got: any(c.value == b'{"v":2}' for c in got))
+    stream.close()
+    assert [(c.kind, c.value) for c in changes] == [
+        (ChangeKind.PUT, None),
+        (ChangeKind.DELETE, None),
+        (ChangeKind.PUT, b'{"v":2}'),
+    ]
+    assert changes[0].mod_revision < changes[1].mod_revision < recreated
+    assert changes[2].create_revision == changes[2].mod_revision == recreated
+    assert _final_state(changes) == {"again/i0": b'{"v":2}'}
+
+
+def test_a_told_key_deleted_and_re_created_shows_the_delete_below_the_new_incarnation(
+    backends: BackendFactory, collect: Collector
+) -> None:
+    watcher, writer = backends(), backends()
+    stream = watcher.watch("", None)
+    session = writer.open_session(5)
+    first = writer.put("again/i0", b'{"v":1}', session)
+    changes = collect(stream, lambda got: len(got) >= 1)
+    writer.delete("again/i0", session)
+    recreated = writer.put("again/i0", b'{"v":2}', session)
+    later = collect(stream, lambda got: any(c.value == b'{"v":2}' for c in got))
+    stream.close()
+    assert [(c.kind, c.value) for c in later] == [(ChangeKind.DELETE, None), (ChangeKind.PUT, b'{"v":2}')]
+    assert first < later[0].mod_revision < recreated
+    assert _final_state(changes + later) == {"again/i0": b'{"v":2}'}
+
+
+def test_a_batch_cut_before_a_delete_keeps_the_incarnation_its_read_ran_ahead_to(
+    backends: BackendFactory, collect: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two notifications a batch: the read of the batch [other2, i0] already sees i0's
+    # second incarnation, whose delete and re-creation make the next batch.
+    monkeypatch.setattr(zookeeper_stream, "_MAX_BATCH", 2)
+    watcher, writer = backends(), backends()
+    stream = watcher.watch("", None)
+    assert isinstance(stream, zookeeper_stream.ZooKeeperChangeStream)
+    session = writer.open_session(5)
+    writer.put("again/other", b"{}", session)
+    changes = collect(stream, lambda got: any(c.key == "again/other" for c in got))
+    writer.put("again/other2", b"{}", session)
+    writer.put("again/i0", b'{"v":1}', session)
+    writer.delete("again/i0", session)
+    writer.put("again/i0", b'{"v":2}', session)
+    writer.put("again/end", b"{}", session)
+    wait_until(lambda: len(stream._queue) >= 5, timeout=10, message="five notifications queued")
+    changes += collect(stream, lambda got: any(c.key == "again/end" for c in got))
+    stream.close()
+    assert _final_state(changes) == {
+        "again/other": b"{}",
+        "again/other2": b"{}",
+        "again/i0": b'{"v":2}',
+        "again/end": b"{}",
+    }
 
 
 def test_300_register_then_deregister_pairs_are_all_seen_in_order(backends: BackendFactory, collect: Collector) -> None:

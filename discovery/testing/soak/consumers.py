@@ -2,13 +2,14 @@
 
 ``plain`` reads as fast as it can (its times judge how soon a lost
 registration is back); ``slow`` takes a few milliseconds per item, so bursts
-outrun it; ``tiny`` has an 8-event buffer; ``resumer`` closes its watch every
-few seconds and opens it again with ``since=`` the last revision it saw,
-where the backend declares ``resume-from-revision``; ``cache`` is a service
-cache whose subscriber records its events and whose contents are compared
-with the store at the end. Each runs on its own thread with its own
-registry (its own connection, through the loopback proxy when given one, so
-that a cut connection hits the consumers and not the writers).
+outrun it and its 2,000-event buffer overflows; ``tiny`` has an 8-event
+buffer; ``resumer`` closes its watch every few seconds and opens it again
+with ``since=`` the last revision it saw, where the backend declares
+``resume-from-revision``; ``cache`` is a service cache whose subscriber
+records its events and whose contents are compared with the store at the
+end. Each runs on its own thread with its own registry (its own connection,
+through the loopback proxy when given one, so that a cut connection hits the
+consumers and not the writers).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ __all__ = ["CacheConsumer", "Consumer", "WatchConsumer", "consumers_for", "conve
 _log = logging.getLogger(__name__)
 
 _POLL = 0.2
+_SLOW_DELAY = 0.004
+"""Seconds the slow consumer takes per item: 250 items/s at best, below the soak's rate in a burst."""
+_SLOW_BUFFER = 2_000
+"""The slow consumer's buffer: it overflows (and resyncs) rather than fall minutes behind, so it is
+at most about 8 s of its work behind the store, and catches up once the store is quiet."""
 
 
 class Consumer:
@@ -201,7 +207,7 @@ def consumers_for(connect: Callable[[], Registry], prefix: str, capabilities: fr
     """The soak's consumers on one backend, each on a registry ``connect()`` opens."""
     made: list[Consumer] = [
         WatchConsumer("plain", connect(), prefix),
-        WatchConsumer("slow", connect(), prefix, delay=0.004),
+        WatchConsumer("slow", connect(), prefix, delay=_SLOW_DELAY, buffer_size=_SLOW_BUFFER),
         WatchConsumer("tiny", connect(), prefix, buffer_size=8),
     ]
     if Capability.RESUME_FROM_REVISION in capabilities:
