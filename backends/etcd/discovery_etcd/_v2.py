@@ -1,19 +1,22 @@
-"""The etcd v2 backend (``etcd2://``): TTL keys, compare-and-swap and long-poll watches, through python-etcd.
+"""The etcd v2 backend (``etcd2://``): TTL keys, compare-and-swap and streamed watches, through python-etcd.
 
-v2 has no leases: a session is a group of keys with one TTL, refreshed by one
-thread at a third of the TTL with ``refresh=true`` writes (invisible to
-watchers, but each consumes an index of etcd's 1000-event history window). v2
+v2 has no leases: a session is a group of keys with one TTL, each refreshed a
+third of the TTL after its last write with a ``refresh=true`` write (invisible
+to watchers, but each consumes an index of etcd's 1000-event history window),
+by a pool of workers on connections of their own (see :mod:`._v2_session`). v2
 has no owners either: a key belongs to the session whose id the core put in
 the value's ``registrant`` field, and every conditional write is a
 compare-and-swap on the value read. Revisions are v2 indexes; a listing is one
 recursive read, its revision the ``X-Etcd-Index`` of that read, and a record's
 mod_revision the index of its value's last write (a refresh moves
 modifiedIndex too, which would make a resync report changes that never
-happened: see :class:`ValueIndexes`). The watch is a loop of our own
-(python-etcd's ``eternal_watch`` ends on the first error) of long polls
-``?wait=true&recursive=true&waitIndex=N``, N one past the last event, each
-event one batch; ``EventIndexCleared`` (the window passed the stream's
-position) becomes ``Gap("history-window")``. v2 tells an expiry (``expire``)
+happened: see :class:`ValueIndexes`). The watch is our own (python-etcd's
+``eternal_watch`` ends on the first error): one ``stream=true`` watch that
+etcd registers at its current index and feeds every later event, after long
+polls ``?wait=true&recursive=true&waitIndex=N`` for the history between the
+stream's position and that index (see :class:`V2WatchStream`), each event
+one batch; ``EventIndexCleared`` (the window passed the stream's position)
+becomes ``Gap("history-window")``. v2 tells an expiry (``expire``)
 from a delete. etcd v2 hides every key with a segment starting with ``_`` from
 listings and recursive watches, so such segments (the core's ``_definition``
 records) are stored with a ``~`` before them (see :class:`V2KeySpace`). v2
@@ -29,15 +32,18 @@ earlier request, or on a read of the registry's root), else an
 :class:`~discovery.errors.AuthenticationFailed`. A role grants a directory
 and everything below it with a pattern like ``/root/*``: listings and
 watches therefore ask for the directory with a trailing ``/``, which the
-pattern covers. A long poll checks the permission when it starts, so a
-watch whose grant is revoked ends with PermissionDenied at its next poll,
-within 5 seconds.
+pattern covers. etcd checks a watch's permission when it starts only, so
+with credentials the watch's checker reads below the directory every
+``timeout`` seconds: a watch whose grant is revoked ends with
+PermissionDenied within about that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import re
 import threading
 import time
@@ -48,9 +54,9 @@ from urllib.parse import quote
 
 import etcd
 import requests
-from urllib3.exceptions import ReadTimeoutError
 from urllib3.util import Retry
 
+from discovery._background import start_thread
 from discovery.backend import (
     Backend,
     Batch,
@@ -69,6 +75,8 @@ from discovery.capabilities import Capability
 from discovery.errors import (
     AuthenticationFailed,
     BackendError,
+    BackendUnavailable,
+    DiscoveryError,
     InvalidValue,
     NameConflict,
     PermissionDenied,
@@ -85,9 +93,10 @@ from discovery_etcd._common import (
     abort_response,
     fetch_version,
     make_http,
+    wait_forever,
 )
 from discovery_etcd._errors import V2_DISABLED, V2_ERRORS, v2_disabled
-from discovery_etcd._v2_session import REFRESH_WORKERS, TtlSession
+from discovery_etcd._v2_session import TtlSession
 
 __all__ = ["Etcd2Backend", "TtlSession", "V2KeySpace", "ValueIndexes", "owned_text", "stored_owner", "unowned"]
 
@@ -101,14 +110,23 @@ _EXPIRE = "expire"
 _INDEX_CLEARED = 401
 _ATTEMPTS = 5
 _MAX_REMEMBERED = 100_000
-# A long poll that saw nothing for this long is ended and made again from the
-# index it started at: short enough to keep an idle watcher inside the
-# 1000-event window under refresh traffic, and to notice a stopped server.
-_POLL_SECONDS = 5.0
+# Connections kept per endpoint for the callers' requests (registrations, the keeper, deletes).
+_POOL_SIZE = 8
+# What a watch's checker reads under the watched directory: a key that never
+# exists (the backend stores segments starting with ``_`` escaped).
+_PROBE = "_discovery-probe"
+# A streamed watch that has not brought, after this long waiting on it, an
+# event its guard saw is taken for dropped by etcd (see V2WatchStream._guard).
+_DROP_SECONDS = 1.0
+# While a stream delivers, its guard waits from its position this often at most,
+# and at once when the stream has been quiet this long.
+_GUARD_SECONDS = 0.25
+_GUARD_QUIET_SECONDS = 0.05
 # etcd resets a request whose request line ("DELETE <path>?<query> HTTP/1.1",
 # CRLF included) passes 4096 bytes (measured on 3.4: a path of 4081 bytes
 # passes in a GET, 4078 in a DELETE). Room is kept for the longest query this
-# backend adds (``?wait=true&recursive=true&waitIndex=<20 digits>``, 58 bytes).
+# backend adds (``?wait=true&recursive=true&waitIndex=<20 digits>``, 58 bytes),
+# and for the name a watch's checker reads below a directory (``/_discovery-probe``).
 _REQUEST_LINE_BYTES = 4096
 _QUERY_ROOM = 96
 _KEYS_ENDPOINT = "/v2/keys"
@@ -267,11 +285,45 @@ class ValueIndexes:
 
 
 class V2WatchStream(QueuedStream):
-    """The changes under a v2 directory, read by a thread of long polls, one event each.
+    """The changes under a v2 directory: one streamed watch from the moment it opens, after the history before it.
 
-    Opening one contacts no server (the first poll is the thread's), so the
-    stream is :attr:`confirmed` only once a poll's headers came back with
-    200: etcd flushes them as soon as it registered the wait. A stream on a
+    A long poll ends with its one event, and one that ends on a timer must
+    be made again from an index it can prove: one request per event (about
+    900 events a second), and an idle poll that started thousands of
+    indexes ago (other keys' writes and every TTL refresh take an index)
+    resumed outside etcd's 1000-event window, so an idle watcher re-listed
+    everything every few seconds. Instead the stream opens one
+    ``stream=true`` watch without a ``waitIndex``: etcd registers it at its
+    current index, ``X-Etcd-Index`` in the headers it flushes at once, and
+    sends every later event under the directory on that connection, in
+    order, as it commits it. The events between the stream's position and
+    that index come first, from etcd's history, by plain long polls from the
+    position: each returns the first event at or after its ``waitIndex``
+    (``EventIndexCleared`` when the window has passed the position: a
+    ``Gap("history-window")``); an event after the streamed watch's index
+    ends the catch-up, as the streamed watch carries it too. (A streamed
+    watch that starts in the history would send that one event and nothing
+    more.) Then the streamed watch is read for as long as it lasts, its
+    position current however long it stays quiet.
+
+    etcd 3.4 keeps 100 events per watcher and drops a streamed watcher whose
+    buffer is full when the next comes (the reader fell behind, or a sweep
+    of expiries outpaced the connection), without ending its answer: the
+    streamed watch goes quiet for good. A guard thread finds it
+    (:meth:`_guard`), and the stream opens again from its position, to catch
+    up from the history or report the gap.
+
+    A quiet connection cannot tell a stopped member from an idle directory,
+    and etcd v2 checks the permission of a watch only when it starts: so,
+    as on the v3 API, a checker thread asks the member for a key under the
+    directory (which does not exist) whenever the stream was quiet for
+    ``2 x timeout``, and in every round of ``timeout`` seconds when the
+    backend has credentials; no answer ends the stream with
+    BackendUnavailable, a 401 with PermissionDenied.
+
+    Opening one contacts no server (the reader does), so the stream is
+    :attr:`confirmed` only once a streamed watch's headers came back with
+    200: etcd flushes them as soon as it registered the watch. A stream on a
     dead server thus fails (connection refused, or no headers within the
     timeout) without ever being confirmed, and its thread ends with it.
 
@@ -288,90 +340,201 @@ class V2WatchStream(QueuedStream):
         self._directory = directory
         self._prefix = prefix
         self._index = wait_index
+        self._url = f"{_KEYS_ENDPOINT}{backend.keys.directory_url(directory)}"
         self._http = make_http(backend.settings)
         if backend.settings.user:
             self._http.auth = (backend.settings.user, backend.settings.password)
-        self._response: requests.Response | None = None
+        self._live: requests.Response | None = None
+        self._poll_response: requests.Response | None = None
+        self._endpoint = ""
         self._confirmed = False
+        self._heard = time.monotonic()
+        self._reader_done = threading.Event()
+        self._checker: threading.Thread | None = None
+        self._guard_response: requests.Response | None = None
+        self._guard_http = make_http(backend.settings)
+        self._guard_http.auth = self._http.auth
+        # The streamed watch the reader waits on, and since when; the one the guard found dropped.
+        self._following: requests.Response | None = None
+        self._idle: tuple[requests.Response, float] | None = None
+        self._dropped: requests.Response | None = None
+        self.drops = 0
+        """Streamed watches etcd dropped without a word (its buffer overflowed), found by the guard and opened again."""
+        self.requests = 0
+        """Watch requests of the reader: a streamed watch per (re)opening, and a long poll per event read from
+        the history before it (the guard's and the checker's requests are not counted)."""
         self._start()
 
     @property
     def confirmed(self) -> bool:
-        """Whether a long poll of this stream was accepted by etcd (its headers arrived with 200)."""
+        """Whether a streamed watch of this stream was accepted by etcd (its headers arrived with 200)."""
         return self._confirmed
 
-    def _poll(self) -> requests.Response | None:
-        """One long poll at the current index, on the first endpoint that answers; None when it stayed quiet.
+    def _run(self) -> None:
+        try:
+            while not self._closed.is_set():
+                opened = self._open()
+                if opened is None:
+                    return
+                live, started_at = opened
+                self._following = None
+                if self._index <= started_at and not self._catch_up(started_at):
+                    return
+                self._index = max(self._index, started_at + 1)
+                if not self._follow(live):
+                    return
+                # etcd ended the streamed watch after its buffer overflowed: open it again from the position.
+        finally:
+            self._reader_done.set()
 
-        etcd sends the headers of a long poll at once, ``X-Etcd-Index`` being
-        its index when the watch started: every matching event up to it was
-        found in the history, every later one would have ended the poll. So
-        a quiet poll proves nothing happened under the directory up to that
-        index, and the next poll starts after it; an idle watcher thereby
-        keeps up with the history window instead of falling out of it.
-        """
-        if self._closed.is_set():
-            return None
-        # etcd sends a long poll's headers at once: no headers in time means
-        # the member is gone or stopped, so the next is tried.
-        response = self._owner.endpoints.first_answer(self._start_poll, _no_answer)
-        self._response = response
+    def _request(self, *, stream: bool, wait_index: int | None) -> requests.Response:
+        """A watch request on the first endpoint that answers (etcd flushes a watch's headers at once)."""
+        params = {"wait": "true", "recursive": "true"}
+        if stream:
+            params["stream"] = "true"
+        if wait_index is not None:
+            params["waitIndex"] = str(wait_index)
+        self.requests += 1
+
+        def attempt(endpoint: str) -> requests.Response:
+            return self._http.get(
+                endpoint + self._url, params=params, stream=True, timeout=self._owner.settings.timeout
+            )
+
+        return self._owner.endpoints.first_answer(attempt, _no_answer)
+
+    def _open(self) -> tuple[requests.Response, int] | None:
+        """Open the streamed watch; it and the index etcd registered it at, or None when the stream ended."""
+        response = self._live = self._request(stream=True, wait_index=None)
         if self._closed.is_set():
             abort_response(response)
-        if response.status_code == 200:
-            self._confirmed = True
-            self._owner.accepted()
-        started_at = int(response.headers.get("X-Etcd-Index", 0))
-        try:
-            body = response.content
-        except requests.ConnectionError as exc:
-            if not (exc.args and isinstance(exc.args[0], ReadTimeoutError)):
-                raise
-            response.close()
-            body = b""
-        if response.status_code == 200 and not body.strip():
-            self._index = max(self._index, started_at + 1)
             return None
-        return response
+        if response.status_code != 200:
+            self._refusal(response)
+            return None
+        self._confirmed = True
+        self._owner.accepted()
+        self._endpoint = response.url.split(_KEYS_ENDPOINT, 1)[0]
+        self._heard = time.monotonic()
+        # A quiet watch is not a dead one: the checker tells them apart.
+        wait_forever(response)
+        if self._checker is None:
+            self._checker = start_thread(f"etcd2-check-{self._directory}", self._check)
+            start_thread(f"etcd2-guard-{self._directory}", self._guard)
+        started_at = response.headers.get("X-Etcd-Index")
+        if started_at is None:
+            raise BackendError(self._backend, "etcd sent a watch without its X-Etcd-Index")
+        return response, int(started_at)
 
-    def _start_poll(self, endpoint: str) -> requests.Response:
-        return self._http.get(
-            f"{endpoint}{_KEYS_ENDPOINT}{self._owner.keys.directory_url(self._directory)}",
-            params={"wait": "true", "recursive": "true", "waitIndex": str(self._index)},
-            stream=True,
-            timeout=(self._owner.settings.timeout, _POLL_SECONDS),
-        )
-
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            response = self._poll()
+    def _catch_up(self, started_at: int) -> bool:
+        """Deliver the events from the position up to ``started_at`` from etcd's history; False if the stream ended."""
+        while self._index <= started_at:
+            response = self._poll_response = self._request(stream=False, wait_index=self._index)
             if self._closed.is_set():
-                return
-            if response is None:
-                continue
-            try:
-                document = response.json()
-            except ValueError:
-                document = None
-            if response.status_code == 404 and not isinstance(document, dict):
-                self._emit(Unsupported(f"the v2 API ({V2_DISABLED})", self._backend))
-                return
-            if not isinstance(document, dict):
-                raise BackendError(self._backend, f"unexpected watch answer {response.text[:200]!r}")
-            if "errorCode" in document:
-                if document["errorCode"] == _INDEX_CLEARED:
-                    self._emit(Gap("history-window"))
-                    return
-                try:
-                    etcd.EtcdError.handle({**document, "status": response.status_code})
-                except etcd.EtcdInsufficientPermissions as exc:
-                    self._emit(self._owner.refused("watch", self._prefix.rstrip("/"), exc))
-                    return
+                abort_response(response)
+                return False
+            if response.status_code != 200:
+                self._refusal(response)
+                return False
+            # Nothing under the directory since the position: the poll waits
+            # for the next event, which the streamed watch brings as well.
+            wait_forever(response)
+            document = self._document(response.content, response)
+            self._heard = time.monotonic()
+            node = document.get("node")
+            if isinstance(node, dict) and int(node.get("modifiedIndex", 0)) > started_at:
+                return True
             item = self._item(document)
             if item is not None and not self._emit(item):
-                return
+                return False
             if isinstance(item, Gap):
+                return False
+        return True
+
+    def _follow(self, live: requests.Response) -> bool:
+        """Deliver the streamed watch's events until it ends to be opened again (True) or the stream ends (False).
+
+        The streamed watch is opened again when the guard found etcd had
+        dropped it (:meth:`_guard`), or etcd ended it.
+
+        Raises:
+            BackendUnavailable: etcd ended the streamed watch before it sent anything.
+            requests.RequestException: the connection broke.
+        """
+        received = False
+        lines = live.iter_lines(chunk_size=None)
+        self._following = live
+        while True:
+            self._idle = (live, time.monotonic())
+            try:
+                line = next(lines, None)
+            except Exception:  # a broken connection; or aborted under the read, by the guard or close()
+                if self._dropped is live and not self._closed.is_set():
+                    return True  # aborted by the guard: open it again from the position
+                raise
+            finally:
+                self._idle = None
+            if line is None:
+                break  # etcd ended it
+            if not line.strip():
+                continue
+            received = True
+            self._heard = time.monotonic()
+            if self._closed.is_set():
+                return False
+            document = self._document(line, live)
+            if "errorCode" in document:
+                self._refusal(live, document)
+                return False
+            node = document.get("node")
+            if isinstance(node, dict) and int(node.get("modifiedIndex", 0)) < self._index:
+                continue  # delivered already (a member behind the one before)
+            item = self._item(document)
+            if item is not None and not self._emit(item):
+                return False
+            if isinstance(item, Gap):
+                return False
+        if self._dropped is live:
+            return not self._closed.is_set()
+        if not received and not self._closed.is_set():
+            raise BackendUnavailable(self._backend, "etcd ended the streamed watch without an event")
+        return not self._closed.is_set()
+
+    def _document(self, body: bytes, response: requests.Response) -> dict[str, Any]:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise BackendError(self._backend, f"unexpected watch answer {response.status_code} {body[:200]!r}")
+        return document
+
+    def _refusal(self, response: requests.Response, document: dict[str, Any] | None = None) -> None:
+        """End the stream with what etcd's error answer means: Unsupported, a history gap, a refused permission.
+
+        Raises:
+            etcd.EtcdException: any other error etcd answered with (translated by the reader's guard).
+            BackendError: an answer that is no etcd error.
+        """
+        if document is None:
+            body = response.content
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            if response.status_code == 404 and not isinstance(parsed, dict):
+                self._emit(Unsupported(f"the v2 API ({V2_DISABLED})", self._backend))
                 return
+            document = self._document(body, response)
+        if "errorCode" not in document:
+            raise BackendError(self._backend, f"unexpected watch answer {response.status_code} {document!r:.200}")
+        if document["errorCode"] == _INDEX_CLEARED:
+            self._emit(Gap("history-window"))
+            return
+        try:
+            etcd.EtcdError.handle({**document, "status": response.status_code})
+        except etcd.EtcdInsufficientPermissions as exc:
+            self._emit(self._owner.refused("watch", self._prefix.rstrip("/"), exc))
 
     def _item(self, event: Mapping[str, Any]) -> Batch | Gap | None:
         """What one v2 event means for the stream; advances the index past it."""
@@ -400,9 +563,159 @@ class V2WatchStream(QueuedStream):
             raise BackendError(self._backend, f"unknown v2 watch action {action!r}")
         return Batch(index, (change,))
 
+    # -- the checker
+
+    def _check(self) -> None:
+        """End the stream if its member stops answering, or (with credentials) if the grant to read is revoked."""
+        timeout = self._owner.settings.timeout
+        every = max(2 * timeout, 2.0)
+        authenticated = bool(self._owner.settings.user)
+        while not self._closed.wait(every / 2) and not self._reader_done.is_set():
+            if not authenticated and time.monotonic() - self._heard < every:
+                continue
+            ending = self._probe(timeout)
+            if ending is None:
+                self._heard = time.monotonic()
+                continue
+            if not self._closed.is_set() and not self._reader_done.is_set():
+                self._emit(ending)
+                self._abort_responses()
+            return
+
+    def _probe(self, timeout: float) -> DiscoveryError | None:
+        """Ask the stream's member for a key under the directory; the error to end the stream with, if any.
+
+        The key does not exist (v2 hides keys starting with ``_``, and the
+        backend escapes such names), so the answer is a small 404 after the
+        same permission check a watch of the directory passes.
+        """
+        url = f"{self._endpoint}{self._url}{_PROBE}"
+        try:
+            answer = self._http.get(url, timeout=timeout)
+        except Exception as exc:  # no answer; or close() closed the session under the request
+            if self._closed.is_set():
+                return None
+            return BackendUnavailable(self._backend, f"{self._endpoint} stopped answering: {exc}", exc)
+        if answer.status_code != 401:
+            return None
+        try:
+            document = answer.json()
+            etcd.EtcdError.handle({**document, "status": answer.status_code})
+        except etcd.EtcdInsufficientPermissions as exc:
+            return self._owner.refused("watch", self._prefix.rstrip("/"), exc)
+        except Exception as exc:  # an unexpected 401 answer: still a refusal
+            return BackendError(self._backend, f"watch {self._prefix!r}: refused: {exc!r}", exc)
+        return None
+
+    # -- the guard
+
+    def _guard(self) -> None:
+        """Find a streamed watch etcd dropped without a word, and have the reader open it again from its position.
+
+        etcd 3.4 removes a streamed watcher whose buffer of 100 events is full
+        when another comes (the reader fell behind, or a burst of expiries
+        outpaced the connection) but never ends its answer: the stream just
+        goes quiet. So a plain long poll waits from the stream's position,
+        parked (it keeps that position however many other keys' writes
+        follow), and returns the first event at or after it; the streamed
+        watch must bring that event too. If instead the reader waits on it
+        for :data:`_DROP_SECONDS` without it, the streamed watch is aborted
+        and opened again from the position (the history has the events since,
+        or the window passed: a Gap). Then the guard waits again from the
+        position, at once when the stream is quiet, at most every
+        :data:`_GUARD_SECONDS` while it delivers. A position already outside
+        the window when the guard would wait from it cannot be vouched for:
+        the streamed watch is opened again from it as well, to a Gap.
+        """
+        timeout = self._owner.settings.timeout
+        armed: tuple[requests.Response | None, float] = (None, -math.inf)
+        while not self._closed.is_set() and not self._reader_done.is_set():
+            following = self._following
+            if following is None or not (
+                self._quiet(_GUARD_QUIET_SECONDS)
+                or (armed[0] is following and time.monotonic() - armed[1] >= _GUARD_SECONDS)
+            ):
+                # Not reading a streamed watch; or reading one that delivers, checked a moment ago (or never:
+                # the first check waits until it is quiet, so the position is the stream's latest).
+                self._closed.wait(0.05)
+                continue
+            armed = (following, time.monotonic())
+            position = self._index
+            try:
+                answer = self._guard_response = self._guard_http.get(
+                    self._endpoint + self._url,
+                    params={"wait": "true", "recursive": "true", "waitIndex": str(position)},
+                    stream=True,
+                    timeout=timeout,
+                )
+                if answer.status_code == 200:
+                    wait_forever(answer)
+                document = json.loads(answer.content)
+            except Exception as exc:  # unreachable, or aborted by close() under the read: the others tell
+                _log.debug("etcd2 watch %s: guard poll failed: %r", self._directory, exc)
+                if self._closed.wait(1.0):
+                    return
+                continue
+            if not isinstance(document, dict):
+                continue
+            if "errorCode" in document:
+                if document["errorCode"] != _INDEX_CLEARED:
+                    return  # refused: the checker ends the stream
+                if self._still_at(position):
+                    self._drop("its position left the history window before it could be checked")
+                continue
+            node = document.get("node")
+            index = int(node.get("modifiedIndex", 0)) if isinstance(node, dict) else 0
+            self._await_delivery(index)
+
+    def _quiet(self, seconds: float, since: float = -math.inf) -> bool:
+        """Whether the reader has been waiting on the streamed watch for ``seconds``, counted from ``since`` at most."""
+        idle = self._idle
+        return idle is not None and time.monotonic() - max(idle[1], since) >= seconds
+
+    def _still_at(self, position: int) -> bool:
+        """Whether the stream stays at ``position`` while the reader waits on the streamed watch for a while."""
+        seen = time.monotonic()
+        while self._index == position and not self._closed.is_set() and not self._reader_done.is_set():
+            if self._quiet(_DROP_SECONDS, since=seen):
+                return True
+            self._closed.wait(0.05)
+        return False
+
+    def _await_delivery(self, index: int) -> None:
+        """Wait until the stream delivered ``index``; drop the streamed watch if the reader waits on it meanwhile."""
+        seen = time.monotonic()
+        while self._index <= index and not self._closed.is_set() and not self._reader_done.is_set():
+            if self._quiet(_DROP_SECONDS, since=seen):
+                self._drop(f"a long poll got the event at {index}, it did not")
+                return
+            self._closed.wait(0.05)
+
+    def _drop(self, why: str) -> None:
+        """Abort the streamed watch the reader waits on; it opens another from its position."""
+        idle = self._idle
+        if idle is None or self._closed.is_set():
+            return
+        live = idle[0]
+        _log.warning(
+            "etcd2 watch %s: the streamed watch went quiet (%s): etcd dropped it, or its member stalled; "
+            "opening it again from the position",
+            self._directory,
+            why,
+        )
+        self.drops += 1
+        self._dropped = live
+        abort_response(live)
+
+    def _abort_responses(self) -> None:
+        abort_response(self._live)
+        abort_response(self._poll_response)
+        abort_response(self._guard_response)
+
     def _abort(self) -> None:
-        abort_response(self._response)
+        self._abort_responses()
         self._http.close()
+        self._guard_http.close()
 
 
 class Etcd2Backend(Backend):
@@ -455,8 +768,8 @@ class Etcd2Backend(Backend):
             client.http.connection_pool_kw["retries"] = Retry(
                 total=None, connect=0, read=0, other=0, status=0, redirect=5
             )
-            # Room for the refresh workers and the caller's own requests at once.
-            client.http.connection_pool_kw["maxsize"] = REFRESH_WORKERS + 2
+            # Room for the callers' requests at once (sessions refresh on connections of their own).
+            client.http.connection_pool_kw["maxsize"] = _POOL_SIZE
         self.endpoints = Endpoints(settings.endpoints)
         self._clients = dict(zip(settings.endpoints, self.clients, strict=True))
         self._http = make_http(settings)
