@@ -229,7 +229,7 @@ class Registry:
 
         Every instance is checked before anything is sent. They are written
         in batches of the backend's ``max_batch`` (etcd: one transaction of
-        up to 128 keys; ZooKeeper: one ``multi``), all or none per batch;
+        up to 60 keys; ZooKeeper: one ``multi`` of up to 128), all or none per batch;
         etcd v2, which has no multi-key write, writes a batch key by key and
         deletes what it wrote if one fails. When a batch fails, the error is
         raised and the batches before it stay registered

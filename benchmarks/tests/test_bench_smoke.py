@@ -4,7 +4,8 @@ No timing is asserted: the smoke sizes are tiny and the machine may be busy.
 What is checked is that the command runs through, that ``report.json``
 holds a value or an explicit "not applicable" for every metric of every
 workload on every installed backend (never a failure; for the lookup
-workload, which applies everywhere, always a value; for the dashboard
+workload and register_many, which apply everywhere, always a value, with the
+register_many goal judged on every server backend; for the dashboard
 workload too, where Chromium and Playwright are installed, with its goal
 judged), that every raw watch baseline received every write, and that
 ``report.md`` and the plots are written.
@@ -21,7 +22,7 @@ from click.testing import CliRunner
 
 import discovery
 from discovery_bench import bench_command
-from discovery_bench.harness.targets import BACKEND_ORDER, Naming
+from discovery_bench.harness.targets import BACKEND_ORDER, TRAITS, Naming, base_label
 from discovery_bench.profiles import get_profile
 from discovery_bench.workloads import Context, workloads_for
 from discovery_bench.workloads.dashboard import missing_requirement
@@ -63,6 +64,12 @@ def _check_report(report: dict[str, Any], backends: list[str], peers: bool = Fal
     # The lookup workload applies to every backend: a value everywhere, never "not applicable".
     for key, metric in report["workloads"]["lookup"]["metrics"].items():
         assert all("median" in metric["backends"][backend] for backend in backends), (key, metric["backends"])
+    # register_many applies everywhere; its goal is judged on every server backend (n/a in process).
+    register = report["workloads"]["register"]["metrics"]
+    for key in ("register_many", "register_many_vs_raw_best"):
+        assert all("median" in register[key]["backends"][backend] for backend in backends), register[key]
+    bulk = next(goal for goal in report["goals"] if goal["goal"] == "register_many")
+    assert bulk["measured"] == len([b for b in backends if not TRAITS[base_label(b)].in_process]), bulk
     if missing_requirement() is None:
         dashboard = report["workloads"]["dashboard"]
         sizes = get_profile("smoke").dashboard_sizes

@@ -1,5 +1,5 @@
 """The benchmark's small pure parts: statistics, formatting, goals, parity loading, results model, batch timing,
-the dashboard workload's selectors, heap reading and spread population."""
+the dashboard workload's selectors, heap reading, spread population and the register_many figures."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from discovery_bench.stats import percentile, summarise
 from discovery_bench.workloads import Context
 from discovery_bench.workloads.dashboard import DashboardWorkload, heap_used_mib, node_selector
 from discovery_bench.workloads.lookup import MOST_PER_BATCH, batch_size, time_calls
+from discovery_bench.workloads.register import RegisterWorkload, raw_best
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -269,3 +270,61 @@ def test_the_dashboard_goal_reads_the_median_at_the_largest_size_and_says_which(
     assert goal["note"] == "measured with 200 instances"
     rows = headline_rows({"backends": {"etcd": {}}, "workloads": smoke})
     assert [label for label, _cells in rows] == ["register() → node up in the browser, 200 instances"]
+
+
+def _bulk(rates: dict[str, float], ratios: dict[str, float]) -> dict[str, Any]:
+    return {
+        "register": {
+            "metrics": {
+                metric.key: {
+                    "label": metric.label,
+                    "unit": metric.unit,
+                    "digits": metric.digits,
+                    "backends": {b: _cell(v) for b, v in values.items()},
+                }
+                for metric, values in ((m.REGISTER_MANY_RATE, rates), (m.REGISTER_MANY_VS_RAW_BEST, ratios))
+            }
+        }
+    }
+
+
+def test_the_bulk_registration_goal_holds_register_many_to_the_raw_clients_best_rate() -> None:
+    workloads = _bulk(
+        {"memory": 90_000.0, "etcd": 3_000.0, "zookeeper": 4_500.0},
+        {"memory": 0.2, "etcd": 1.25, "zookeeper": 0.75},
+    )
+    backends = ["memory", "etcd", "etcd2", "zookeeper"]
+    goal = next(g for g in evaluate_goals(workloads, backends) if g["goal"] == "register_many")
+    verdicts = goal["backends"]
+    assert verdicts["etcd"] == {"met": True, "value": 1.25, "display": "3,000/s, 1.25x raw best"}
+    assert verdicts["zookeeper"] == {"met": False, "value": 0.75, "display": "4,500/s, 0.75x raw best"}
+    assert verdicts["etcd2"] == {"met": None, "value": None, "display": "not measured"}
+    assert verdicts["memory"]["met"] is None and verdicts["memory"]["display"].startswith("n/a: raw is")
+    assert "dict insert" in verdicts["memory"]["na"]
+    assert goal["met"] == 1 and goal["measured"] == 2
+    marks: dict[bool | None, str] = {True: "ok", False: "x", None: "-"}
+    assert verdict_text(verdicts["zookeeper"], marks) == "x 4,500/s, 0.75x raw best"
+    rows = dict(headline_rows({"backends": {b: {} for b in backends}, "workloads": workloads}))
+    assert rows["registry register_many, instances/s"]["etcd"] == "3,000 /s"
+    assert rows["register_many ÷ raw client's best single-op rate"]["zookeeper"] == "0.75"
+
+
+def test_the_bulk_registration_goal_needs_both_figures() -> None:
+    workloads = _bulk({"etcd": 3_000.0}, {})
+    verdict = next(g for g in evaluate_goals(workloads, ["etcd"]) if g["goal"] == "register_many")["backends"]["etcd"]
+    assert verdict == {"met": None, "value": None, "display": "not measured"}
+
+
+def test_the_raw_side_of_register_many_is_the_best_raw_rate_of_the_round() -> None:
+    obs = Observations()
+    obs.add(m.RAW_RATE.at(1), 500.0)
+    obs.add(m.RAW_RATE.at(8), 1_200.0)
+    assert raw_best(obs, (1, 8)) == 1_200.0
+    obs.add(m.RAW_ASYNC_RATE, 9_000.0)
+    assert raw_best(obs, (1, 8)) == 9_000.0
+    assert raw_best(obs, ()) == 9_000.0
+    assert raw_best(Observations(), (1, 8)) is None
+    workload = RegisterWorkload(Context(get_profile("smoke"), Naming("t")))
+    keys = [metric.key for metric in workload.metrics()]
+    assert keys[-2:] == ["register_many", "register_many_vs_raw_best"]
+    assert {metric.section for metric in workload.metrics()} == {"register"}

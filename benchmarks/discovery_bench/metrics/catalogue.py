@@ -3,7 +3,9 @@
 Each constant is one :class:`~discovery_bench.metrics.Metric` (or family of
 them): key, label, unit, which way is better, its report section, how a round
 becomes its observations (the p99 of the round's latencies, the one value the
-round measured, every repetition, a ratio of two metrics of the same round).
+round measured, every repetition, a ratio of two metrics of the same round,
+or a ratio the workload takes itself within the round, like register_many ÷
+the raw client's best rate).
 The workloads record through these constants and every reader of
 ``report.json`` finds its figures through them, never by spelling a key.
 """
@@ -63,6 +65,26 @@ REGISTER_RATIO = Metric(
 )
 RAW_ASYNC_RATE = Metric(
     "raw_async", "raw pipelined (kazoo create_async), 1 client", "/s", "higher", "register", per_round=_REGISTERED
+)
+REGISTER_MANY_RATE = Metric(
+    "register_many",
+    "registry register_many, instances/s",
+    "/s",
+    "higher",
+    "register",
+    per_round=measured("N ÷ seconds from release to one register_many() of all N returning, 1 registrant"),
+)
+REGISTER_MANY_VS_RAW_BEST = Metric(
+    "register_many_vs_raw_best",
+    "register_many ÷ raw client's best single-op rate",
+    "",
+    "higher",
+    "register",
+    2,
+    measured(
+        f"{REGISTER_MANY_RATE.key} ÷ the largest raw rate of the same round "
+        f"({RAW_RATE.key_at('<n>')} at every concurrency, {RAW_ASYNC_RATE.key} where measured)"
+    ),
 )
 
 # Watch propagation.

@@ -20,6 +20,8 @@ _ROWS: list[tuple[Metric, str | int | None]] = [
     (m.REGISTRY_RATE, "1"),
     (m.REGISTRY_RATE, "8"),
     (m.REGISTER_RATIO, "1"),
+    (m.REGISTER_MANY_RATE, None),
+    (m.REGISTER_MANY_VS_RAW_BEST, None),
     (m.P99_MS, "1000"),
     (m.P99_VS_RAW, "1000"),
     (m.PICK_PER_S, None),
