@@ -29,8 +29,8 @@ WatchBroken's ``__cause__``: no retry would change the server's answer.
 Threads: an event crosses as few as the backend allows, because each
 hand-over between threads costs a wake-up, and on a busy machine a wake-up
 is where the milliseconds of a watch's latency go. A stream that can push
-(:class:`PushStream`: the etcd streams' reader thread, the memory store's
-writer) applies each batch to the model and buffers its events itself, in
+(:class:`~discovery.backend.PushStream`: the etcd streams' reader thread,
+the memory store's writer) applies each batch to the model and buffers its events itself, in
 the thread that read it; the consumer is woken by that very event. The
 watch's own thread is then a control thread: it sleeps until it has
 something to do (a gap, an error, an overflow, a requested resync, the
@@ -54,10 +54,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TypeVar
 
 from discovery._codec import decode_instance, decode_min_instances, key_prefix, parse_key
-from discovery.backend import Backend, Batch, Change, ChangeKind, ChangeStream, Gap, Listing
+from discovery.backend import Backend, Batch, Change, ChangeKind, ChangeStream, Gap, Listing, PushStream
 from discovery.capabilities import Capability
 from discovery.errors import BackendError, DiscoveryError, PermissionDenied, RegistryClosed, WatchBroken
 from discovery.models import Event, EventKind, Instance, Notice, NoticeKind, Snapshot
@@ -74,36 +74,6 @@ _RETRY_MAX_SECONDS = 2.0
 
 LAG_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds, in seconds, of the delivery-lag buckets of :class:`WatchStats` (a last, unbounded one follows)."""
-
-Sink = Callable[[Batch | Gap | DiscoveryError], bool]
-"""What a :class:`PushStream` hands its items to; it returns whether the stream should go on."""
-
-
-@runtime_checkable
-class PushStream(Protocol):
-    """A change stream that hands its items over from the thread that reads them: an optional extension.
-
-    A :class:`~discovery.backend.ChangeStream` that also has ``deliver_to``
-    saves the engine a thread: instead of the watch's thread waking on
-    :meth:`~discovery.backend.ChangeStream.next` for every batch, the
-    stream's own thread (a reader, or the writer of an in-process store)
-    calls ``sink(item)``, and the watch applies the batch and wakes its
-    consumer there and then.
-    """
-
-    def deliver_to(self, sink: Sink) -> None:
-        """From now on, hand each item to ``sink`` instead of keeping it for ``next``.
-
-        The items are those ``next`` would have returned or raised (a Batch,
-        a Gap, the error that broke the stream), in the same order, one call
-        at a time: first those already waiting (from the calling thread),
-        then each as it comes (from the stream's thread, which may hold the
-        backend's own locks: the sink never calls into the backend, never
-        waits for the consumer and never raises). After a Gap or an error,
-        or once the sink returned False, nothing more is handed over. Called
-        at most once, before ``next`` is ever called; a closed stream hands
-        over nothing.
-        """
 
 
 class _LagHistogram:

@@ -19,7 +19,7 @@ import enum
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from discovery._background import call_listener, start_thread
 from discovery._secrets import redact_options
@@ -37,8 +37,10 @@ __all__ = [
     "Gap",
     "Listing",
     "Option",
+    "PushStream",
     "Record",
     "Session",
+    "Sink",
     "Target",
     "key_held",
 ]
@@ -223,6 +225,37 @@ class ChangeStream(abc.ABC):
         it returns.
         """
         return True
+
+
+Sink = Callable[[Batch | Gap | DiscoveryError], bool]
+"""What a :class:`PushStream` hands its items to; it returns whether the stream should go on."""
+
+
+@runtime_checkable
+class PushStream(Protocol):
+    """A change stream that hands its items over from the thread that reads them: an optional extension.
+
+    A :class:`ChangeStream` that also has ``deliver_to``
+    saves the engine a thread: instead of the watch's thread waking on
+    :meth:`ChangeStream.next` for every batch, the
+    stream's own thread (a reader, or the writer of an in-process store)
+    calls ``sink(item)``, and the watch applies the batch and wakes its
+    consumer there and then.
+    """
+
+    def deliver_to(self, sink: Sink) -> None:
+        """From now on, hand each item to ``sink`` instead of keeping it for ``next``.
+
+        The items are those ``next`` would have returned or raised (a Batch,
+        a Gap, the error that broke the stream), in the same order, one call
+        at a time: first those already waiting (from the calling thread),
+        then each as it comes (from the stream's thread, which may hold the
+        backend's own locks: the sink never calls into the backend, never
+        waits for the consumer and never raises). After a Gap or an error,
+        or once the sink returned False, nothing more is handed over. Called
+        at most once, before ``next`` is ever called; a closed stream hands
+        over nothing.
+        """
 
 
 class Session(abc.ABC):

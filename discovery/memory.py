@@ -9,7 +9,7 @@ revisions (``history_window``) so that watches falling behind it get a
 store named ``default``. It tells an expiry from a delete and delivers every
 intermediate value, so it declares every capability.
 
-A watch's stream pushes (see :class:`discovery._watch.PushStream`): the
+A watch's stream pushes (see :class:`discovery.backend.PushStream`): the
 write that commits a revision hands its batch to each watch under the
 store's lock, in the writer's thread, so the watch's consumer is woken by
 the write itself; nothing else wakes. ``next()`` still serves whoever reads
@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -40,17 +40,16 @@ from discovery.backend import (
     Option,
     Record,
     Session,
+    Sink,
     Target,
     key_held,
 )
 from discovery.capabilities import Capability
-from discovery.errors import DiscoveryError, NameConflict, RegistryClosed, SessionExpired
+from discovery.errors import NameConflict, RegistryClosed, SessionExpired
 
 __all__ = ["MemoryBackend", "MemorySession", "MemoryStore"]
 
 _log = logging.getLogger(__name__)
-
-_Sink = Callable[[Batch | Gap | DiscoveryError], bool]
 
 
 @dataclass
@@ -243,7 +242,7 @@ class MemorySession(Session):
         self.mark_lost()
 
 
-def _hand(sink: _Sink, item: Batch | Gap) -> bool:
+def _hand(sink: Sink, item: Batch | Gap) -> bool:
     """Hand an item to a watch's sink; False if it wants no more. A sink that raises is a bug: logged, detached."""
     try:
         return sink(item)
@@ -259,7 +258,7 @@ class _MemoryStream(ChangeStream):
         self._next = next_revision
         self._closed = False
         self._gap: Gap | None = None
-        self._sink: _Sink | None = None
+        self._sink: Sink | None = None
 
     def _take(self) -> Batch | Gap | None:
         """The next item from the history; None once the stream has caught up. Caller holds the lock."""
@@ -293,7 +292,7 @@ class _MemoryStream(ChangeStream):
                     return None
                 store.condition.wait(remaining)
 
-    def deliver_to(self, sink: _Sink) -> None:
+    def deliver_to(self, sink: Sink) -> None:
         """Hand the history since the stream's position to ``sink``, then each commit as it happens (see PushStream)."""
         store = self._store
         with store.condition:
@@ -474,7 +473,7 @@ class _RootedStream(ChangeStream):
         item = self._inner.next(timeout)
         return self._rooted(item) if isinstance(item, Batch) else item
 
-    def deliver_to(self, sink: _Sink) -> None:
+    def deliver_to(self, sink: Sink) -> None:
         """Push the inner stream's items, keys made relative (see :meth:`_MemoryStream.deliver_to`)."""
         self._inner.deliver_to(lambda item: sink(self._rooted(item) if isinstance(item, Batch) else item))
 

@@ -10,8 +10,8 @@ import pytest
 
 from discovery import EventKind, Registry, WatchBroken, connect
 from discovery import _watch as watch_engine
-from discovery._watch import Sink, _Cursor
-from discovery.backend import Batch, ChangeStream, Gap, Target
+from discovery._watch import _Cursor
+from discovery.backend import Batch, ChangeStream, Gap, PushStream, Sink, Target
 from discovery.errors import DiscoveryError
 from discovery.memory import MemoryBackend
 from discovery.models import Event, Notice, NoticeKind
@@ -194,7 +194,7 @@ class _SkippingStream(ChangeStream):
                         return True
             return sink(item)
 
-        assert isinstance(self._inner, watch_engine.PushStream)
+        assert isinstance(self._inner, PushStream)
         self._inner.deliver_to(skipping)
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from typing import ClassVar, TypeVar
 import requests
 
 from discovery._background import start_thread
-from discovery.backend import Backend, Batch, ChangeStream, Gap, Option
+from discovery.backend import Backend, Batch, ChangeStream, Gap, Option, Sink
 from discovery.errors import BackendError, BackendUnavailable, DiscoveryError, InvalidOption, RegistryClosed
 from discovery.translation import ErrorTranslation
 
@@ -263,10 +263,6 @@ def abort_response(response: requests.Response | None) -> None:
         response.close()
     except Exception as exc:  # closing a half-read response may raise anything from the HTTP stack
         _log.debug("closing a watch response: %r", exc)
-
-
-Sink = Callable[[Batch | Gap | DiscoveryError], bool]
-"""What a stream pushes its items to (the core's ``discovery._watch.PushStream`` protocol); False: no more."""
 
 
 class QueuedStream(ChangeStream):
