@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 
-from discovery import Registry
-from discovery._config import resolve
 from discovery.backend import Batch, ChangeStream, Gap, Session, Target
 from discovery.errors import BackendUnavailable
 from discovery.memory import MemoryBackend, MemorySession
@@ -91,12 +89,6 @@ class FlakyBackend(MemoryBackend):
         if self.refuse_watch:
             raise BackendUnavailable("memory", "server unreachable")
         return _BreakingStream(super().watch(prefix, after_revision), self)
-
-
-def registry_on(backend_class: type[MemoryBackend], url: str, **kwargs: object) -> Registry:
-    """A registry on a faulty memory backend, configured as ``connect(url)`` would."""
-    resolved = resolve(url, None, {})
-    return Registry(backend_class(resolved.target, **kwargs), url, resolved.settings)  # type: ignore[call-arg]
 
 
 class _DeadServerStream(ChangeStream):

@@ -34,9 +34,10 @@ import pytest
 import discovery
 from discovery.dashboard import Dashboard, create_app, is_loopback, public_url, running
 from discovery.servers import EtcdCluster, ZooKeeperCluster, free_ports
+from discovery.testing.memory import registry_on
 from discovery.testing.waiting import wait_until
 from tests.cli.conftest import Cli
-from tests.helpers import FlakyBackend, registry_on
+from tests.helpers import FlakyBackend
 
 TIMEOUT = 15.0
 

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from discovery import DiscoveryError, InvalidInput, InvalidMeta, InvalidOption, InvalidValue, WatchBroken, connect
 from discovery._codec import decode_instance
 from discovery.errors import shown
+from discovery.testing.memory import registry_on
 from discovery.testing.waiting import wait_until
-from tests.helpers import DyingKeepAliveBackend, LazyDeadBackend, registry_on
+from tests.helpers import DyingKeepAliveBackend, LazyDeadBackend
 
 
 def _url(**query: object) -> str:

@@ -27,9 +27,10 @@ from discovery.dashboard import create_app, running
 from discovery.models import Instance
 from discovery.sd import TargetFile, Written, label_name, target_groups, targets, write_atomically
 from discovery.servers import EtcdCluster, ZooKeeperCluster, free_ports
+from discovery.testing.memory import registry_on
 from discovery.testing.waiting import wait_until
 from tests.cli.conftest import Cli
-from tests.helpers import FlakyBackend, registry_on
+from tests.helpers import FlakyBackend
 
 SERVICE = "__meta_discovery_service"
 ZONE = "__meta_discovery_zone"

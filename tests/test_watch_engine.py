@@ -16,10 +16,10 @@ from discovery.errors import DiscoveryError
 from discovery.memory import MemoryBackend
 from discovery.models import Event, Notice, NoticeKind
 from discovery.testing.checks import collect, drain, kinds_by_instance, state, wait_converged
-from discovery.testing.memory import MemoryFixtures
+from discovery.testing.memory import MemoryFixtures, registry_on
 from discovery.testing.soak.controls import CONTROLS
 from discovery.testing.suite import RegistrySuite
-from tests.helpers import DroppingBackend, FlakyBackend, registry_on
+from tests.helpers import DroppingBackend, FlakyBackend
 
 
 def _url(**query: object) -> str:

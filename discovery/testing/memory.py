@@ -1,4 +1,4 @@
-"""Conformance fixtures for the in-memory backend: a fresh named store per test."""
+"""Conformance fixtures for the in-memory backend (a fresh named store per test), and registries on its variants."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import uuid
 from typing import ClassVar
 
 from discovery import Registry
+from discovery._config import resolve
 from discovery.memory import MemoryBackend
 from discovery.testing.fixtures import RegistryFixtures
 
@@ -40,3 +41,13 @@ class MemoryHistoryFixtures(MemoryFixtures):
 
 
 __all__ = ["MemoryFixtures", "MemoryHistoryFixtures"]
+
+
+def registry_on(backend_class: type[MemoryBackend], url: str, **options: object) -> Registry:
+    """A registry on ``backend_class`` (the memory backend or a variant of it), configured as ``connect(url)`` would.
+
+    ``options`` go to the backend's constructor: a faulty variant's fault
+    (the soak's controls, the engine's tests) is set there.
+    """
+    resolved = resolve(url, None, {})
+    return Registry(backend_class(resolved.target, **options), resolved.url, resolved.settings)

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from discovery import PermissionDenied, Registry
-from discovery._config import resolve
 from discovery.backend import Batch, Change, ChangeKind, ChangeStream, Gap, Session
 from discovery.memory import MemoryBackend
 from discovery.models import Event, EventKind
 from discovery.testing.history import Anomaly, History, Observation, Registrant, WatcherLog, WriteKind, check_history
+from discovery.testing.memory import registry_on
 from discovery.testing.soak.consumers import Consumer, consumers_for, converge
 from discovery.testing.soak.records import WriteLog, writes_in
 from discovery.testing.soak.traffic import run_writer
@@ -278,8 +278,7 @@ def run_control(
     url = f"memory://control-{uuid.uuid4().hex[:12]}/control?history_window=5000"
 
     def connect() -> Registry:
-        resolved = resolve(url, None, {})
-        return Registry(backend(resolved.target), resolved.url, resolved.settings)
+        return registry_on(backend, url)
 
     admin = connect()
     consumers: list[Consumer] = consumers_for(connect, _PREFIX, admin.capabilities)
