@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
+import discovery.cli._readme as readme_command
 from discovery.cli._readme import capabilities_section, metrics_section, replace_section
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -42,6 +44,35 @@ def test_missing_markers_are_refused() -> None:
     for text in ("no markers here\n", "<!-- bench:end -->\n<!-- bench:start -->\n"):
         with pytest.raises(click.ClickException, match="bench:start"):
             replace_section(text, "bench", "figures")
+
+
+def test_each_section_renderer_gets_the_report_and_the_readmes_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Path, Path]] = []
+
+    def figures(report: Path, readme_dir: Path) -> str:
+        calls.append((report, readme_dir))
+        (readme_dir / "plot.png").write_bytes(b"png")  # a file the section links to, beside the README
+        return "figures\n![plot](plot.png)"
+
+    def nothing(report: Path, readme_dir: Path) -> None:
+        calls.append((report, readme_dir))
+
+    monkeypatch.setattr(readme_command, "readme_sections", lambda: {"bench": figures, "other": nothing})
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    names = ("capabilities", "metrics", "bench", "other")
+    (repo / "README.md").write_text("".join(f"<!-- {n}:start -->\nold\n<!-- {n}:end -->\n" for n in names))
+    report = tmp_path / "bench-report" / "report.json"
+    args = [str(repo / "README.md"), "--report", str(report), "--parity-dir", str(tmp_path / "none")]
+    result = CliRunner().invoke(readme_command.readme, [*args, "--soak", str(tmp_path / "none.json")])
+    assert result.exit_code == 0, result.output
+    assert calls == [(report, repo), (report, repo)]
+    text = (repo / "README.md").read_text()
+    assert "<!-- bench:start -->\nfigures\n![plot](plot.png)\n<!-- bench:end -->" in text
+    assert "<!-- other:start -->\nold\n<!-- other:end -->" in text  # None leaves the section as it was
+    assert (repo / "plot.png").read_bytes() == b"png"
 
 
 def _python_blocks() -> list[str]:

@@ -3,9 +3,11 @@
 A distribution adds a command by declaring a :class:`click.Command` in the
 ``discovery.commands`` group, and a generated README section by declaring,
 in the ``discovery.readme_sections`` group and under the section's marker
-name, a function that takes the benchmark report's path (``discovery readme
---report``) and returns the section's Markdown, or None when it has nothing
-to show::
+name, a :data:`ReadmeSection`: a function that takes the benchmark report's
+path (``discovery readme --report``) and the README's directory, and returns
+the section's Markdown, or None when it has nothing to show. A file the
+section links to (a plot) is the function's to write beneath the README's
+directory, and the Markdown links to it relative to that directory::
 
     [project.entry-points."discovery.commands"]
     bench = "discovery_bench.command:bench_command"
@@ -33,8 +35,13 @@ from discovery.cli._errors import CliError
 COMMANDS = "discovery.commands"
 README_SECTIONS = "discovery.readme_sections"
 
-ReadmeSection = Callable[[Path], str | None]
-"""Renders one README section from the report's path; None leaves the section as it is."""
+ReadmeSection = Callable[[Path, Path], str | None]
+"""Renders one README section from (the report's path, the README's directory); None leaves the section as it is.
+
+It may write the files its Markdown links to beneath the README's directory
+(the benchmark copies its plot to ``docs/bench/``), and links to them
+relative to it.
+"""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ catalogue of :mod:`discovery.metrics`), ``parity`` (from the conformance suite's
 results of the last ``make test``), ``soak`` (from the last chaos soak's
 ``soak.json``) and ``bench`` (from the benchmark's
 ``report.json``, rendered by the benchmark distribution, found through the
-``discovery.readme_sections`` entry point). A test checks that the capability
-and metrics sections match the code.
+``discovery.readme_sections`` entry point, given the report's path and the
+README's directory, beneath which it may copy the plot it links to). A test
+checks that the capability and metrics sections match the code.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def readme(path: Path, parity_dir: Path, soak_report: Path, report: Path) -> Non
         text = replace_section(text, "parity", parity_table_markdown(documents))
     renderers = readme_sections()
     for name, render in renderers.items():
-        body = render(report)
+        body = render(report, path.parent)
         if body is not None:
             text = replace_section(text, name, body)
     path.write_text(text)
