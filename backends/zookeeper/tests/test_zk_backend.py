@@ -203,14 +203,19 @@ def _final_state(changes: list[Change]) -> dict[str, bytes | None]:
     return state
 
 
+def _watching(backends: BackendFactory) -> tuple[ChangeStream, ZooKeeperBackend, ZooKeeperSession]:
+    """A stream over the whole root, and a writer's backend with a session to write through."""
+    watcher, writer = backends(), backends()
+    stream = watcher.watch("", None)
+    return stream, writer, writer.open_session(5)
+
+
 def test_a_key_re_created_before_any_read_shows_put_delete_put_in_order(
     backends: BackendFactory, collect: Collector
 ) -> None:
     # A register, its loss and the re-registration, all notified before the stream reads:
     # every read sees the second incarnation, which must not come before the delete.
-    watcher, writer = backends(), backends()
-    stream = watcher.watch("", None)
-    session = writer.open_session(5)
+    stream, writer, session = _watching(backends)
     writer.put("again/i0", b'{"v":1}', session)
     writer.delete("again/i0", session)
     recreated = writer.put("again/i0", b'{"v":2}', session)
@@ -229,9 +234,7 @@ def test_a_key_re_created_before_any_read_shows_put_delete_put_in_order(
 def test_a_told_key_deleted_and_re_created_shows_the_delete_below_the_new_incarnation(
     backends: BackendFactory, collect: Collector
 ) -> None:
-    watcher, writer = backends(), backends()
-    stream = watcher.watch("", None)
-    session = writer.open_session(5)
+    stream, writer, session = _watching(backends)
     first = writer.put("again/i0", b'{"v":1}', session)
     changes = collect(stream, lambda got: len(got) >= 1)
     writer.delete("again/i0", session)
@@ -249,10 +252,8 @@ def test_a_batch_cut_before_a_delete_keeps_the_incarnation_its_read_ran_ahead_to
     # Two notifications a batch: the read of the batch [other2, i0] already sees i0's
     # second incarnation, whose delete and re-creation make the next batch.
     monkeypatch.setattr(zookeeper_stream, "_MAX_BATCH", 2)
-    watcher, writer = backends(), backends()
-    stream = watcher.watch("", None)
+    stream, writer, session = _watching(backends)
     assert isinstance(stream, zookeeper_stream.ZooKeeperChangeStream)
-    session = writer.open_session(5)
     writer.put("again/other", b"{}", session)
     changes = collect(stream, lambda got: any(c.key == "again/other" for c in got))
     writer.put("again/other2", b"{}", session)
