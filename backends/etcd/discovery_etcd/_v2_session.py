@@ -34,6 +34,11 @@ figures, as a :class:`RefreshCapacityWarning` and a logged warning, and
 N / capacity seconds instead of every third of its TTL, so it outlives a
 shorter outage, and past N = capacity x ttl keys expire.
 
+A refresh waits for a member's answer at most a refresh interval (a third
+of the TTL; the backend's ``timeout`` if shorter), then asks the next
+endpoint: a member that stalls (paused, or waiting for a new leader after
+the old one died) costs a third of the key's life, not the whole of it.
+
 A key found gone at its refresh (it expired, say because the server stalled
 longer than its TTL, or another client deleted it) is reported alone
 (:meth:`~discovery.backend.Session.add_key_listener`), and the core puts
@@ -95,6 +100,8 @@ REFRESH_WORKERS = 16
 _LATE_SECONDS = 0.05
 # The longest wait before a failed refresh is tried again (a quarter of the refresh interval if shorter).
 _RETRY_SECONDS = 0.5
+# The shortest a refresh waits for a member's answer, however short the ttl (see TtlSession._request_timeout).
+_MIN_REQUEST_SECONDS = 0.5
 # The refresh rate is measured over windows of this length.
 _WINDOW_SECONDS = 2.0
 # While overloaded, the warning is repeated this often at most (sooner if the demand grew by a tenth).
@@ -247,6 +254,10 @@ class TtlSession(Session):
         self.ttl_seconds = max(1, math.ceil(ttl))
         self._interval = self.ttl_seconds / 3
         self._retry = min(self._interval / 4, _RETRY_SECONDS)
+        # A refresh waits for one member at most a refresh interval (the backend's timeout if
+        # shorter): a member that stalls (paused, or waiting for a leader) costs a third of the
+        # ttl, then the next endpoint is asked, while the key still lives.
+        self._request_timeout = min(backend.settings.timeout, max(self._interval, _MIN_REQUEST_SECONDS))
         self._id = secrets.token_hex(8)
         self._held: dict[str, _Held] = {}
         # The refresh schedule: (due, sequence, key), earliest first. An entry
@@ -512,7 +523,7 @@ class TtlSession(Session):
         """The refresh request on ``connection``; once more on a new connection if a kept-alive one had closed."""
         reused = connection.connected
         try:
-            async with asyncio.timeout(self._backend.settings.timeout):
+            async with asyncio.timeout(self._request_timeout):
                 return await connection.put(held.target, held.body)
         except TimeoutError:
             connection.close()
@@ -520,7 +531,7 @@ class TtlSession(Session):
         except OSError:
             if not reused:
                 raise
-        async with asyncio.timeout(self._backend.settings.timeout):
+        async with asyncio.timeout(self._request_timeout):
             return await connection.put(held.target, held.body)
 
     @staticmethod

@@ -391,6 +391,39 @@ def test_listing_ignores_refreshes(
     session.close()
 
 
+def test_a_stalled_member_costs_a_refresh_interval_not_the_keys(
+    make_backend: Callable[..., Any], etcd_own3: EtcdCluster
+) -> None:
+    # The backend's timeout (5 s) is longer than the ttl (2 s): a refresh waiting that long on
+    # the paused member would let every key expire. It waits a refresh interval, then asks another.
+    etcd_own3.wait_healthy()
+    backend = make_backend(Etcd2Backend, etcd_own3)
+    assert backend.settings.timeout > 2
+    session = backend.open_session(2)
+    assert isinstance(session, TtlSession)
+    gone: list[str] = []
+    session.add_key_listener(gone.append)
+    written = [backend.put(f"svc/a/h{i}", owned(session), session) for i in range(3)]
+    stalled = next(m for m in etcd_own3.members if backend.endpoints.preferred.endswith(f":{m.client_port}"))
+    stalled.pause()
+    try:
+        renewed_before = session.keepalive_requests - session.keepalive_failures
+        # Two ttls' worth of successful refreshes of the 3 keys while the member stays paused.
+        wait_until(
+            lambda: session.keepalive_requests - session.keepalive_failures >= renewed_before + 3 * 6,
+            timeout=30,
+            message="refreshes did not go on through another member",
+        )
+        healthy = [m for m in etcd_own3.members if m is not stalled]
+        reader = make_backend(Etcd2Backend, etcd_own3, hosts=(("127.0.0.1", healthy[0].client_port),))
+        records = reader.list("svc/").records
+    finally:
+        stalled.resume()
+    assert gone == [] and session.alive
+    assert [(r.key, r.create_revision) for r in records] == [(f"svc/a/h{i}", written[i]) for i in range(3)]
+    etcd_own3.wait_healthy()
+
+
 def test_stopped_member_is_left_behind(make_backend: Callable[..., Any], etcd_own3: EtcdCluster) -> None:
     etcd_own3.wait_healthy()
     backend = make_backend(Etcd2Backend, etcd_own3, timeout=1.0)
