@@ -275,19 +275,43 @@ def _in_resync(walk: _Walk, low: int, high: int) -> bool:
     return any(start < high and end > low for start, end in walk.resyncs)
 
 
-def _widen_resyncs(walk: _Walk) -> None:
-    """Without an atomic snapshot a listing's revision is only a floor: it may hold changes up to the next event.
+def _widen_resyncs(walk: _Walk, lag: int) -> None:
+    """Without an atomic snapshot a resync's window is wider than its notices' revisions, on both sides.
 
-    So a resync's window reaches up to (not including) the revision of the
-    first event delivered after it: a change made and undone before the
-    listing read its key is folded into the listing, and told by nothing.
+    Upwards, a listing's revision is only a floor: it may hold changes up to
+    the next event, so the window reaches up to (not including) the revision
+    of the first event delivered after it (a change made and undone before
+    the listing read its key is folded into the listing, and told by
+    nothing). Downwards, a stream that reads values after their
+    notification (ZooKeeper) can deliver a change after events stamped above
+    its revision, up to ``lag`` below (see :func:`_stream_lag`): the batch a
+    resync dropped may have held such changes, so the window starts ``lag``
+    below its notice, that revision included.
     """
     revisions = sorted(event.revision for _, _, event in walk.events if not event.resync)
     widened = []
     for start, end in walk.resyncs:
         after = bisect.bisect_right(revisions, end)
-        widened.append((start, revisions[after] - 1 if after < len(revisions) else walk.last_revision))
+        widened.append((start - lag - 1, revisions[after] - 1 if after < len(revisions) else walk.last_revision))
     walk.resyncs = widened
+
+
+def _stream_lag(history: History) -> int:
+    """How far below the revisions already delivered a change still arrived, over every consumer of the run.
+
+    The largest gap between a delivered (not resync) event's revision and
+    its value's: an event is stamped no lower than what was delivered
+    before it, so the gap is how late the stream brought that value.
+    """
+    lag = 0
+    for log in history.watchers:
+        for observation in log.items:
+            item = observation.item
+            if not isinstance(item, Event) or item.resync or item.kind is EventKind.REMOVED:
+                continue
+            if item.instance is not None:
+                lag = max(lag, item.revision - item.instance.revision)
+    return lag
 
 
 def check_ordered(log: WatcherLog, walk: _Walk, capabilities: frozenset[Capability]) -> Iterator[Anomaly]:
@@ -366,7 +390,7 @@ def check_reliable(log: WatcherLog, walk: _Walk, history: History) -> Iterator[A
     """Every acknowledged change after the watcher's start and up to its last revision was delivered or resynced."""
     every_value = Capability.INTERMEDIATE_VALUES in history.capabilities
     if Capability.ATOMIC_SNAPSHOT not in history.capabilities:
-        _widen_resyncs(walk)
+        _widen_resyncs(walk, _stream_lag(history))
     delivered: dict[str, list[Event]] = defaultdict(list)
     for _, _, event in walk.events:
         delivered[_path(event)].append(event)
