@@ -177,7 +177,9 @@ class Gap:
     Attributes:
         reason: why, for logs and resync counters (``compacted``,
             ``history-window``, ``connection-loss``, ``timeout`` (a reply
-            that never came on a live connection), ``no-resume``...).
+            that never came on a live connection), ``no-resume``,
+            ``catch-up`` (etcd v2: more history to replay than a reopened
+            stream can, one request per event)...).
     """
 
     reason: str

@@ -115,6 +115,9 @@ _POOL_SIZE = 8
 # What a watch's checker reads under the watched directory: a key that never
 # exists (the backend stores segments starting with ``_`` escaped).
 _PROBE = "_discovery-probe"
+# Events a reopened stream replays from etcd's history, one long poll each, before it gives up for a resync:
+# meanwhile etcd buffers the streamed watch's new events, 100 at most (etcd 3.4), and drops it past that.
+_CATCH_UP_EVENTS = 32
 # A streamed watch that has not brought, after this long waiting on it, an
 # event its guard saw is taken for dropped by etcd (see V2WatchStream._guard).
 _DROP_SECONDS = 1.0
@@ -304,7 +307,12 @@ class V2WatchStream(QueuedStream):
     ends the catch-up, as the streamed watch carries it too. (A streamed
     watch that starts in the history would send that one event and nothing
     more.) Then the streamed watch is read for as long as it lasts, its
-    position current however long it stays quiet.
+    position current however long it stays quiet. The catch-up replays 32
+    events at most (:data:`_CATCH_UP_EVENTS`): while it runs, etcd buffers
+    the streamed watch's new events, and on a busy server a long catch-up
+    overflowed that buffer, so the streamed watch was dropped, opened again
+    further behind, and the stream fell seconds behind the writes; past
+    that it reports ``Gap("catch-up")`` and the watch re-lists instead.
 
     etcd 3.4 keeps 100 events per watcher and drops a streamed watcher whose
     buffer is full when the next comes (the reader fell behind, or a sweep
@@ -427,8 +435,17 @@ class V2WatchStream(QueuedStream):
         return response, int(started_at)
 
     def _catch_up(self, started_at: int) -> bool:
-        """Deliver the events from the position up to ``started_at`` from etcd's history; False if the stream ended."""
+        """Deliver the events from the position up to ``started_at`` from etcd's history; False if the stream ended.
+
+        At most :data:`_CATCH_UP_EVENTS` of them: a long history is a
+        ``Gap("catch-up")`` instead (see the class's docstring).
+        """
+        replayed = 0
         while self._index <= started_at:
+            if replayed >= _CATCH_UP_EVENTS:
+                self._emit(Gap("catch-up"))
+                return False
+            replayed += 1
             response = self._poll_response = self._request(stream=False, wait_index=self._index)
             if self._closed.is_set():
                 abort_response(response)

@@ -23,7 +23,7 @@ from discovery.servers import EtcdCluster, free_ports
 from discovery.testing.waiting import wait_until
 from discovery_etcd import Etcd2Backend
 from discovery_etcd._errors import V2_DISABLED
-from discovery_etcd._v2 import owned_text, stored_owner, unowned
+from discovery_etcd._v2 import _CATCH_UP_EVENTS, owned_text, stored_owner, unowned
 from discovery_etcd._v2_session import TtlSession
 
 Collect = Callable[..., tuple[list[Batch], Gap | None]]
@@ -228,6 +228,21 @@ def test_history_window_passed_by_writes_is_a_gap(
     _, gap = read_stream(stream, lambda got: False)
     assert gap == Gap("history-window")
     assert stream.next(0) == Gap("history-window")
+    stream.close()
+
+
+def test_a_long_history_is_replayed_no_further_than_the_catch_up_limit(
+    make_backend: Callable[..., Any], etcd_own: EtcdCluster, read_stream: Collect
+) -> None:
+    # Within etcd's window, but longer than a streamed watch's buffer lasts on a busy server:
+    # the stream replays the first events, then asks for a resync.
+    backend = make_backend(Etcd2Backend, etcd_own)
+    position = backend.put("svc/a/h0", b"0", None)
+    written = [backend.put("svc/a/h1", str(n).encode(), None) for n in range(1, 101)]
+    stream = backend.watch("svc/", position)
+    batches, gap = read_stream(stream, lambda got: False)
+    assert gap == Gap("catch-up")
+    assert [batch.revision for batch in batches] == written[:_CATCH_UP_EVENTS]
     stream.close()
 
 
