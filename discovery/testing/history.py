@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -172,6 +173,25 @@ class History:
     store: Mapping[str, Instance] | None = None
     ended_at: float = 0.0
 
+    @functools.cached_property
+    def stream_lag(self) -> int:
+        """How far below the revisions already delivered a change still arrived, over every consumer of the run.
+
+        The largest gap between a delivered (not resync) event's revision and
+        its value's: an event is stamped no lower than what was delivered
+        before it, so the gap is how late the stream brought that value.
+        Computed once per history, for every consumer's check.
+        """
+        lag = 0
+        for log in self.watchers:
+            for observation in log.items:
+                item = observation.item
+                if not isinstance(item, Event) or item.resync or item.kind is EventKind.REMOVED:
+                    continue
+                if item.instance is not None:
+                    lag = max(lag, item.revision - item.instance.revision)
+        return lag
+
 
 @dataclass(frozen=True)
 class Anomaly:
@@ -284,7 +304,7 @@ def _widen_resyncs(walk: _Walk, lag: int) -> None:
     the listing read its key is folded into the listing, and told by
     nothing). Downwards, a stream that reads values after their
     notification (ZooKeeper) can deliver a change after events stamped above
-    its revision, up to ``lag`` below (see :func:`_stream_lag`): the batch a
+    its revision, up to ``lag`` below (see :attr:`History.stream_lag`): the batch a
     resync dropped may have held such changes, so the window starts ``lag``
     below its notice, that revision included.
     """
@@ -294,24 +314,6 @@ def _widen_resyncs(walk: _Walk, lag: int) -> None:
         after = bisect.bisect_right(revisions, end)
         widened.append((start - lag - 1, revisions[after] - 1 if after < len(revisions) else walk.last_revision))
     walk.resyncs = widened
-
-
-def _stream_lag(history: History) -> int:
-    """How far below the revisions already delivered a change still arrived, over every consumer of the run.
-
-    The largest gap between a delivered (not resync) event's revision and
-    its value's: an event is stamped no lower than what was delivered
-    before it, so the gap is how late the stream brought that value.
-    """
-    lag = 0
-    for log in history.watchers:
-        for observation in log.items:
-            item = observation.item
-            if not isinstance(item, Event) or item.resync or item.kind is EventKind.REMOVED:
-                continue
-            if item.instance is not None:
-                lag = max(lag, item.revision - item.instance.revision)
-    return lag
 
 
 def check_ordered(log: WatcherLog, walk: _Walk, capabilities: frozenset[Capability]) -> Iterator[Anomaly]:
@@ -390,7 +392,7 @@ def check_reliable(log: WatcherLog, walk: _Walk, history: History) -> Iterator[A
     """Every acknowledged change after the watcher's start and up to its last revision was delivered or resynced."""
     every_value = Capability.INTERMEDIATE_VALUES in history.capabilities
     if Capability.ATOMIC_SNAPSHOT not in history.capabilities:
-        _widen_resyncs(walk, _stream_lag(history))
+        _widen_resyncs(walk, history.stream_lag)
     delivered: dict[str, list[Event]] = defaultdict(list)
     for _, _, event in walk.events:
         delivered[_path(event)].append(event)

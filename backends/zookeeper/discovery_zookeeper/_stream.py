@@ -364,6 +364,16 @@ class ZooKeeperChangeStream(ChangeStream):
             self._queue.popleft()
         return notes
 
+    def _relevant(self, notes: list[Notification]) -> list[tuple[Notification, str]]:
+        """The notifications of changes strictly below the watched znode to records' paths, each with its key."""
+        return [
+            (note, key)
+            for note in notes
+            if note.kind in _CHANGE_KINDS
+            and note.path.startswith(self._below)
+            and (key := self._namespace.key(note.path)) is not None
+        ]
+
     def _read(self, notes: list[Notification], outcomes: dict[str, Outcome]) -> None:
         """Read what the notifications report, with ``multiRead``, into ``outcomes`` (newer reads replace older).
 
@@ -375,11 +385,7 @@ class ZooKeeperChangeStream(ChangeStream):
         sent before the first reply is awaited.
         """
         wanted: dict[str, None] = {}
-        for note in notes:
-            if note.kind not in _CHANGE_KINDS or not note.path.startswith(self._below):
-                continue
-            if self._namespace.key(note.path) is None:
-                continue
+        for note, _ in self._relevant(notes):
             if note.kind is not NotificationKind.DELETED:
                 wanted[note.path] = None
             if note.kind is not NotificationKind.DATA_CHANGED:
@@ -400,13 +406,7 @@ class ZooKeeperChangeStream(ChangeStream):
         ``pzxid`` of a gone parent comes from the nearest ancestor that
         exists, in further rounds of reads.
         """
-        relevant = [
-            (note, key)
-            for note in notes
-            if note.kind in _CHANGE_KINDS
-            and note.path.startswith(self._below)
-            and (key := self._namespace.key(note.path)) is not None
-        ]
+        relevant = self._relevant(notes)
         # Per key, the position of its last delete and of its last other notification.
         last_delete: dict[str, int] = {}
         last_other: dict[str, int] = {}
