@@ -7,7 +7,10 @@ server's port through a port of its own on 127.0.0.1; :func:`proxied` puts a
 proxy in front of every host of a registry URL and gives the URL to connect
 through. :meth:`LoopbackProxy.blocked` cuts every connection and refuses new
 ones until the block ends: to the client behind it, the servers are gone; to
-every other client, nothing happened.
+every other client, nothing happened. :meth:`LoopbackProxy.throttled` paces
+what the servers send to the client at a given rate: a slow link, on which
+replies queue behind everything sent before them, however fast the client
+reads.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 
@@ -22,6 +26,8 @@ __all__ = ["LoopbackProxy", "blocked", "proxied"]
 
 _CHUNK = 65536
 _CONNECT_SECONDS = 5.0
+_PACE_SECONDS = 0.02
+"""A throttled link forwards slices of this many seconds' worth of bytes, then waits out their time."""
 
 
 class LoopbackProxy:
@@ -39,6 +45,7 @@ class LoopbackProxy:
         self._open: set[socket.socket] = set()
         self._blocked = False
         self._closed = False
+        self._bytes_per_second: float | None = None
         self._acceptor = threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True)
         self._acceptor.start()
 
@@ -58,6 +65,26 @@ class LoopbackProxy:
         finally:
             with self._lock:
                 self._blocked = False
+
+    @contextlib.contextmanager
+    def throttled(self, bytes_per_second: float) -> Iterator[None]:
+        """Pace what the server sends to the client at ``bytes_per_second`` until the block ends.
+
+        The client's requests pass at full speed; the server's replies and
+        notifications queue in the order it sent them, as on a slow link.
+
+        Raises:
+            ValueError: the rate is not positive.
+        """
+        if not bytes_per_second > 0:
+            raise ValueError(f"bytes_per_second must be positive, not {bytes_per_second!r}")
+        with self._lock:
+            self._bytes_per_second = float(bytes_per_second)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._bytes_per_second = None
 
     def cut(self) -> None:
         """Close every connection through the proxy, both ways, at once."""
@@ -102,13 +129,18 @@ class LoopbackProxy:
             server.settimeout(None)
             with self._lock:
                 self._open.update((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), name=f"proxy-{self.port}", daemon=True).start()
+            for source, sink, paced in ((client, server, False), (server, client, True)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, paced), name=f"proxy-{self.port}", daemon=True
+                ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, paced: bool) -> None:
         try:
             while data := source.recv(_CHUNK):
-                sink.sendall(data)
+                if paced:
+                    self._send_paced(sink, memoryview(data))
+                else:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -117,6 +149,18 @@ class LoopbackProxy:
                 self._open.discard(sink)
             _shut(source)
             _shut(sink)
+
+    def _send_paced(self, sink: socket.socket, data: memoryview) -> None:
+        """Send ``data``, at the throttled rate while a throttle lasts."""
+        while data:
+            rate = self._bytes_per_second
+            if rate is None:
+                sink.sendall(data)
+                return
+            piece = data[: max(1, int(rate * _PACE_SECONDS))]
+            sink.sendall(piece)
+            data = data[len(piece) :]
+            time.sleep(len(piece) / rate)
 
 
 def _shut(sock: socket.socket) -> None:
