@@ -24,9 +24,16 @@ deleted", without data or zxid, so the stream reads after each one:
 Reads are batched: every notification waiting in the queue is read at once,
 with ``multiRead`` requests (:mod:`discovery_zookeeper._multi_read`, a few
 hundred paths each, each path once however many notifications name it: the
-deletes below one service share one read of its ``pzxid``), and
-notifications that arrive meanwhile join the same batch, so a batch's reads
-see the writes its notifications report. Each notification is told from the
+deletes below one service share one read of its ``pzxid``). A reply comes
+after the notification of every change it saw, so the notifications that
+arrived while a batch was read name every change its reads may have run
+ahead to. The notes whose reads none of them touches (the znode itself,
+or the parent whose ``pzxid`` dates it) are told at once, in a batch of
+their own; the notes of touched paths wait for the next batch, to be read
+again. When every note is touched, the later notifications join the batch
+and are read too, until a round of reads is overtaken by nothing. Under a
+steady stream of writes a change is thus told after one round of reads,
+and the batches keep commit order. Each notification is told from the
 batch's newest read of its path: a read may run ahead of notifications still
 on their way (a register, its session's loss and the re-registration read
 as one state), so a znode read after its delete was notified, created again
@@ -286,9 +293,15 @@ class ZooKeeperChangeStream(ChangeStream):
                 outcomes: dict[str, Outcome] = {}
                 self._read(notes, outcomes)
                 while len(notes) < _MAX_BATCH:
-                    more = self._take_ready(_MAX_BATCH - len(notes))
-                    if not more:
+                    later = self._peek_ready()
+                    if not later:
                         break
+                    settled, unsettled = self._settled(notes, outcomes, later)
+                    if self._relevant(settled):
+                        self._put_back(unsettled)
+                        notes = settled
+                        break
+                    more = self._take_ready(_MAX_BATCH - len(notes))
                     notes.extend(more)
                     self._read(more, outcomes)
                 observed = self._observations(notes, outcomes)
@@ -352,6 +365,52 @@ class ZooKeeperChangeStream(ChangeStream):
     def _take_ready(self, limit: int) -> list[Notification]:
         with self._cond:
             return self._pop_notifications(limit)
+
+    def _peek_ready(self) -> list[Notification]:
+        """The notifications queued now (up to a marker), left in the queue."""
+        with self._cond:
+            notes: list[Notification] = []
+            for item in self._queue:
+                if isinstance(item, _Lost):
+                    break
+                notes.append(item)
+            return notes
+
+    def _put_back(self, notes: list[Notification]) -> None:
+        """Queue ``notes`` again, first, in their order: the next call reads them afresh."""
+        with self._cond:
+            self._queue.extendleft(reversed(notes))
+
+    def _settled(
+        self, notes: list[Notification], outcomes: dict[str, Outcome], later: list[Notification]
+    ) -> tuple[list[Notification], list[Notification]]:
+        """Split ``notes`` into those whose reads no ``later`` notification can have overtaken, and the rest.
+
+        A reply comes after every notification of a change it saw, so a read
+        of a path no later notification names (nor, for a read of a
+        ``pzxid``, a child of) shows exactly the state after the notes'
+        changes: those notes can be told now, in a batch of their own,
+        without waiting for the later ones to be read. The notes of a path
+        whose read may have seen a later change wait for the next batch,
+        where they are read again with the changes that overtook them (a
+        batch told them from a read ahead of its notifications otherwise,
+        and later batches would carry older revisions). Notifications of
+        one path stay together.
+        """
+        touched = {note.path for note in later}
+        touched.update(parent(note.path) for note in later if note.kind is not NotificationKind.DATA_CHANGED)
+
+        def overtaken(note: Notification) -> bool:
+            if note.path in touched:
+                return True
+            reads_parent = note.kind is NotificationKind.DELETED or (
+                note.kind is NotificationKind.CREATED and _gone(outcomes[note.path])
+            )
+            return reads_parent and parent(note.path) in touched
+
+        waiting = {note.path for note, _ in self._relevant(notes) if overtaken(note)}
+        settled = [note for note in notes if note.path not in waiting]
+        return settled, [note for note in notes if note.path in waiting]
 
     def _pop_notifications(self, limit: int) -> list[Notification]:
         """Pop queued notifications up to a marker or ``limit``. Caller holds the lock."""
