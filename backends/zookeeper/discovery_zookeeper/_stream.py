@@ -296,10 +296,10 @@ class ZooKeeperChangeStream(ChangeStream):
                     later = self._peek_ready()
                     if not later:
                         break
-                    settled, unsettled = self._settled(notes, outcomes, later)
-                    if self._relevant(settled):
+                    split = self._settled(notes, outcomes, later)
+                    if split is not None:
+                        notes, unsettled = split
                         self._put_back(unsettled)
-                        notes = settled
                         break
                     more = self._take_ready(_MAX_BATCH - len(notes))
                     notes.extend(more)
@@ -383,7 +383,7 @@ class ZooKeeperChangeStream(ChangeStream):
 
     def _settled(
         self, notes: list[Notification], outcomes: dict[str, Outcome], later: list[Notification]
-    ) -> tuple[list[Notification], list[Notification]]:
+    ) -> tuple[list[Notification], list[Notification]] | None:
         """Split ``notes`` into those whose reads no ``later`` notification can have overtaken, and the rest.
 
         A reply comes after every notification of a change it saw, so a read
@@ -395,7 +395,8 @@ class ZooKeeperChangeStream(ChangeStream):
         where they are read again with the changes that overtook them (a
         batch told them from a read ahead of its notifications otherwise,
         and later batches would carry older revisions). Notifications of
-        one path stay together.
+        one path stay together. None when every change the notes report was
+        overtaken: then the later notifications must join the batch.
         """
         touched = {note.path for note in later}
         touched.update(parent(note.path) for note in later if note.kind is not NotificationKind.DATA_CHANGED)
@@ -408,7 +409,10 @@ class ZooKeeperChangeStream(ChangeStream):
             )
             return reads_parent and parent(note.path) in touched
 
-        waiting = {note.path for note, _ in self._relevant(notes) if overtaken(note)}
+        reported = [note for note, _ in self._relevant(notes)]
+        waiting = {note.path for note in reported if overtaken(note)}
+        if waiting >= {note.path for note in reported}:
+            return None
         settled = [note for note in notes if note.path not in waiting]
         return settled, [note for note in notes if note.path in waiting]
 

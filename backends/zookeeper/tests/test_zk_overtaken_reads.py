@@ -12,9 +12,10 @@ then lets the read return.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from kazoo.client import KazooClient
 
 from discovery.backend import Batch, ChangeKind, ChangeStream
@@ -60,39 +61,45 @@ def created(stream: ChangeStream, kazoo_client: KazooClient, *paths: str) -> Non
     wait_until(lambda: queued(stream) >= before + len(paths), 30, message="the creations queued")
 
 
+@pytest.fixture
+def api(kazoo_client: KazooClient, root: str) -> str:
+    """The service znode the tests write below (``svc/api``), created."""
+    path = f"{root}/svc/api"
+    kazoo_client.ensure_path(path)
+    return path
+
+
+@pytest.fixture
+def stream(backend: ZooKeeperBackend, api: str) -> Iterator[ChangeStream]:
+    """A stream below ``svc/``, opened once the service znode exists; closed after the test."""
+    opened = backend.watch("svc/", None)
+    yield opened
+    opened.close()
+
+
 def test_a_read_no_later_notification_touches_is_told_without_waiting_for_it(
-    backend: ZooKeeperBackend, kazoo_client: KazooClient, root: str
+    backend: ZooKeeperBackend, kazoo_client: KazooClient, api: str, stream: ChangeStream
 ) -> None:
-    kazoo_client.ensure_path(f"{root}/svc/api")
-    stream = backend.watch("svc/", None)
-    try:
-        created(stream, kazoo_client, f"{root}/svc/api/a")
-        # b shares a's parent, but a's creation is dated by its own read: b does not touch it.
-        during_first_read(backend, stream, lambda: kazoo_client.create(f"{root}/svc/api/b", VALUE))
-        first = next_batch(stream)
-        second = next_batch(stream)
-    finally:
-        stream.close()
+    created(stream, kazoo_client, f"{api}/a")
+    # b shares a's parent, but a's creation is dated by its own read: b does not touch it.
+    during_first_read(backend, stream, lambda: kazoo_client.create(f"{api}/b", VALUE))
+    first = next_batch(stream)
+    second = next_batch(stream)
     assert [(c.kind, c.key, c.value) for c in first.changes] == [(ChangeKind.PUT, "svc/api/a", VALUE)]
     assert [(c.kind, c.key, c.value) for c in second.changes] == [(ChangeKind.PUT, "svc/api/b", VALUE)]
     assert first.revision < second.revision
 
 
 def test_a_read_a_later_notification_touches_waits_for_the_next_batch(
-    backend: ZooKeeperBackend, kazoo_client: KazooClient, root: str
+    backend: ZooKeeperBackend, kazoo_client: KazooClient, api: str, stream: ChangeStream
 ) -> None:
-    kazoo_client.ensure_path(f"{root}/svc/api")
-    stream = backend.watch("svc/", None)
-    try:
-        created(stream, kazoo_client, f"{root}/svc/api/a", f"{root}/svc/api/c")
-        # a's read may have seen the change already: a is told with it, after c, never before.
-        during_first_read(backend, stream, lambda: kazoo_client.set(f"{root}/svc/api/a", CHANGED))
-        first = next_batch(stream)
-        second = next_batch(stream)
-        assert stream.next(0.5) is None, "the change notified meanwhile was told twice"
-    finally:
-        stream.close()
-    stat = kazoo_client.exists(f"{root}/svc/api/a")
+    created(stream, kazoo_client, f"{api}/a", f"{api}/c")
+    # a's read may have seen the change already: a is told with it, after c, never before.
+    during_first_read(backend, stream, lambda: kazoo_client.set(f"{api}/a", CHANGED))
+    first = next_batch(stream)
+    second = next_batch(stream)
+    assert stream.next(0.5) is None, "the change notified meanwhile was told twice"
+    stat = kazoo_client.exists(f"{api}/a")
     assert stat is not None
     assert [(c.key, c.value) for c in first.changes] == [("svc/api/c", VALUE)]
     assert [(c.key, c.value, c.create_revision, c.mod_revision) for c in second.changes] == [
@@ -102,21 +109,20 @@ def test_a_read_a_later_notification_touches_waits_for_the_next_batch(
 
 
 def test_when_every_read_is_touched_the_later_notifications_join_the_batch(
-    backend: ZooKeeperBackend, kazoo_client: KazooClient, root: str
+    backend: ZooKeeperBackend, kazoo_client: KazooClient, api: str
 ) -> None:
-    kazoo_client.ensure_path(f"{root}/svc/api")
-    kazoo_client.create(f"{root}/svc/api/x", VALUE)
+    kazoo_client.create(f"{api}/x", VALUE)
     stream = backend.watch("svc/", None)
     try:
         before = queued(stream)
-        kazoo_client.delete(f"{root}/svc/api/x")
+        kazoo_client.delete(f"{api}/x")
         wait_until(lambda: queued(stream) > before, 30, message="the delete queued")
         # x's delete is dated by its parent's pzxid, which y's creation moves: y joins x's batch.
-        during_first_read(backend, stream, lambda: kazoo_client.create(f"{root}/svc/api/y", VALUE))
+        during_first_read(backend, stream, lambda: kazoo_client.create(f"{api}/y", VALUE))
         batch = next_batch(stream)
     finally:
         stream.close()
-    created_y = kazoo_client.exists(f"{root}/svc/api/y")
+    created_y = kazoo_client.exists(f"{api}/y")
     assert created_y is not None
     assert [(c.kind, c.key) for c in batch.changes] == [(ChangeKind.DELETE, "svc/api/x"), (ChangeKind.PUT, "svc/api/y")]
     delete, put = batch.changes
